@@ -1,0 +1,132 @@
+"""App settings, read once from the environment (Function App settings or local.settings.json).
+
+Every name here is documented in ``local.settings.json.example``; defaults suit a laptop run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigurationError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BACKENDS = ("local", "azureml")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}: expected an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}: expected a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigurationError(f"{name}: must be positive, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from app settings."""
+
+    # Storage: a connection string, or identity-based via DataStorage__blobServiceUri.
+    storage_connection: str | None = "UseDevelopmentStorage=true"
+    storage_blob_uri: str | None = None
+    landing_container: str = "landing"
+    runs_container: str = "runs"
+
+    backend: str = "local"
+    local_runs_dir: Path = PROJECT_ROOT / ".runs"
+
+    # Azure ML workspace (or a config.json found like MLClient.from_config does).
+    subscription_id: str | None = None
+    resource_group: str | None = None
+    workspace_name: str | None = None
+    client_id: str | None = None  # user-assigned managed identity
+
+    cpu_compute: str = "cpu-cluster"  # "serverless" is accepted
+    gpu_compute: str = "gpu-cluster"  # "serverless" is accepted
+    gpu_instance_type: str = "Standard_NC4as_T4_v3"  # used when gpu_compute is serverless
+    data_asset_name: str = "fashion-mnist"
+    experiment_name: str = "fashion-retraining"
+
+    epochs: int = 20
+    batch_size: int = 256
+    learning_rate: float = 0.05
+    seed: int = 0
+
+    sweep_schedule: str = "0 */5 * * * *"
+    sweep_concurrency: int = 8
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read ``env`` (default ``os.environ``); a bad value raises ConfigurationError."""
+        env = os.environ if env is None else env
+        connection = env.get("DataStorage", "").strip() or None
+        blob_uri = env.get("DataStorage__blobServiceUri", "").strip() or None
+        if connection is None and blob_uri is None:
+            connection = cls.storage_connection
+        backend = env.get("RETRAIN_BACKEND", cls.backend).strip().lower() or cls.backend
+        if backend not in BACKENDS:
+            raise ConfigurationError(
+                f"RETRAIN_BACKEND: expected one of {', '.join(BACKENDS)}, got {backend!r}"
+            )
+        runs_dir = env.get("LOCAL_RUNS_DIR", "").strip()
+        return cls(
+            storage_connection=connection,
+            storage_blob_uri=blob_uri,
+            landing_container=env.get("LANDING_CONTAINER", "").strip() or cls.landing_container,
+            runs_container=env.get("RUNS_CONTAINER", "").strip() or cls.runs_container,
+            backend=backend,
+            local_runs_dir=Path(runs_dir) if runs_dir else PROJECT_ROOT / ".runs",
+            subscription_id=env.get("AZURE_SUBSCRIPTION_ID", "").strip() or None,
+            resource_group=env.get("AZURE_RESOURCE_GROUP", "").strip() or None,
+            workspace_name=env.get("AZUREML_WORKSPACE_NAME", "").strip() or None,
+            client_id=env.get("AZURE_CLIENT_ID", "").strip() or None,
+            cpu_compute=env.get("AZUREML_CPU_COMPUTE", "").strip() or cls.cpu_compute,
+            gpu_compute=env.get("AZUREML_GPU_COMPUTE", "").strip() or cls.gpu_compute,
+            gpu_instance_type=env.get("AZUREML_GPU_INSTANCE_TYPE", "").strip()
+            or cls.gpu_instance_type,
+            data_asset_name=env.get("DATA_ASSET_NAME", "").strip() or cls.data_asset_name,
+            experiment_name=env.get("EXPERIMENT_NAME", "").strip() or cls.experiment_name,
+            epochs=_int(env, "TRAIN_EPOCHS", cls.epochs),
+            batch_size=_int(env, "TRAIN_BATCH_SIZE", cls.batch_size),
+            learning_rate=_float(env, "TRAIN_LEARNING_RATE", cls.learning_rate),
+            seed=_int(env, "TRAIN_SEED", cls.seed, minimum=0),
+            sweep_schedule=env.get("SWEEP_SCHEDULE", "").strip() or cls.sweep_schedule,
+            sweep_concurrency=_int(env, "SWEEP_CONCURRENCY", cls.sweep_concurrency),
+        )
+
+    def pipeline_settings(self, **overrides: object):  # -> pipeline_builder.PipelineSettings
+        """The builder's view of these settings; ``overrides`` (e.g. epochs) win."""
+        from pipeline_builder import PipelineSettings
+
+        values = {
+            "cpu_compute": self.cpu_compute,
+            "gpu_compute": self.gpu_compute,
+            "gpu_instance_type": self.gpu_instance_type,
+            "experiment_name": self.experiment_name,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "seed": self.seed,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return PipelineSettings(**values)
