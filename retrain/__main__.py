@@ -1,0 +1,5 @@
+"""``python -m retrain``: see ``retrain.cli``."""
+
+from .cli import main
+
+raise SystemExit(main())
