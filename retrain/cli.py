@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import logging
 import re
@@ -23,7 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import keys
-from .errors import InvalidBatchError, InvalidRequestError, NotFoundError, RetrainError
+from .errors import (
+    InvalidBatchError,
+    InvalidRequestError,
+    NotFoundError,
+    RetrainError,
+    TransientError,
+)
 from .settings import BACKENDS, PROJECT_ROOT, Settings
 
 if TYPE_CHECKING:
@@ -41,11 +48,13 @@ examples:
   {PROG} pipeline show --data ./batch          the job that would be submitted, as YAML
   {PROG} run ./batch --epochs 3                run the pipeline on this machine
   {PROG} run ./batch --backend azureml --wait  submit to Azure ML and follow it
+  {PROG} run landing/batch-7 --backend azureml --json
   {PROG} run azureml:fashion-mnist:7 --backend azureml
   {PROG} status fashion-retrain-0123456789abcdef
 
 DATA is a folder holding train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte
-and t10k-labels-idx1-ubyte (each optionally .gz), or, for Azure ML, azureml:NAME:VERSION.
+and t10k-labels-idx1-ubyte (each optionally .gz); for Azure ML also a batch of the landing
+container ([<landing-container>/]<batch>) or a data asset, azureml:NAME:VERSION.
 Settings come from the environment (RETRAIN_BACKEND, EXPERIMENT_NAME, AZUREML_GPU_COMPUTE, ...,
 see local.settings.json.example); flags such as --epochs override them for one command.
 """
@@ -104,7 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print, as YAML, the pipeline job that would be submitted for DATA. "
         "Nothing is submitted and no network call is made.",
     )
-    show.add_argument("--data", required=True, metavar="DATA", help="folder or azureml:NAME:VER")
+    show.add_argument(
+        "--data", required=True, metavar="DATA", help="folder, landing batch or azureml:NAME:VER"
+    )
+    show.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="where it would run (default: $RETRAIN_BACKEND, else local); azureml shows the "
+        "data asset version a folder or landing batch is registered as",
+    )
     show.set_defaults(func=cmd_pipeline_show)
 
     run = commands.add_parser(
@@ -117,7 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("data", metavar="DATA", help="folder of the four files, or azureml:NAME:VER")
+    run.add_argument(
+        "data",
+        metavar="DATA",
+        help="folder of the four files; for azureml also a landing batch or azureml:NAME:VER",
+    )
     run.add_argument("--backend", choices=BACKENDS, help="default: $RETRAIN_BACKEND, else local")
     run.add_argument("--json", action="store_true", help="end with the summary as one JSON line")
     local = run.add_argument_group("local backend")
@@ -233,21 +254,48 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def data_source(data: str) -> tuple[DataSource, str]:
-    """DATA as a backend data source and its run key."""
+def data_source(data: str, settings: Settings) -> tuple[DataSource, str]:
+    """DATA as a backend data source and its run key: ``azureml:NAME:VERSION``, a local folder,
+    or a batch in the landing container (``[<landing-container>/]<batch>``)."""
     from .backends import DataAsset, LocalFolder
 
     if m := DATA_ASSET.fullmatch(data):
         return DataAsset(m.group(1), m.group(2)), keys.run_key(data, [])
-    path = Path(data).expanduser()
-    if path.exists():
+    if Path(data).expanduser().exists() or data.startswith(("/", ".", "~")):
         folder = local_folder(data)
         return LocalFolder(folder), folder_key(folder)
-    raise InvalidRequestError(
-        "DATA",
-        f"no such folder: {data} (landing batch prefixes are not supported from the command "
-        "line yet; pass a local folder or azureml:NAME:VERSION)",
-    )
+    return landing_batch(data, settings)
+
+
+def landing_batch(data: str, settings: Settings) -> tuple[DataSource, str]:
+    """A complete, valid batch of the landing container, keyed on its blobs' ETags, exactly as
+    the blob trigger keys it (so the CLI and the trigger agree on the run)."""
+    from .backends import BlobRef, LandingBatch
+    from .decisions import BatchData, Wait, decide_batch, parse_data
+    from .storage import BlobStore
+    from .validation import validate_batch
+
+    parsed = parse_data(data, settings.landing_container)
+    if not isinstance(parsed, BatchData):  # pragma: no cover - assets are handled above
+        raise InvalidRequestError("DATA", f"not a landing batch: {data}")
+    container = settings.landing_container
+    store = BlobStore(settings)
+    try:
+        listing = store.list(container, f"{parsed.name}/")
+    except TransientError as exc:
+        raise TransientError(
+            f"DATA: {data} is no local folder, and reading it as a landing batch failed: {exc}"
+        ) from None
+    decision = decide_batch(container, parsed.name, listing)
+    if isinstance(decision, Wait):
+        raise InvalidBatchError(
+            decision.source,
+            f"no such folder here, and as a landing batch it lacks {', '.join(decision.missing)}",
+        )
+    batch = decision.batch
+    validate_batch(store, batch)
+    blobs = tuple(BlobRef(b.name, b.url, b.etag) for b in batch.files.values())
+    return LandingBatch(container, batch.name, blobs), batch.key
 
 
 # --- pipeline show ------------------------------------------------------------------------------
@@ -256,9 +304,21 @@ def data_source(data: str) -> tuple[DataSource, str]:
 def cmd_pipeline_show(args: argparse.Namespace) -> int:
     from pipeline_builder import build_pipeline
 
+    from .backends import DataAsset, LocalFolder
+
     settings = Settings.from_env()
-    source, key = data_source(args.data)
-    path = source.uri if hasattr(source, "uri") else str(source.path)
+    backend = args.backend or settings.backend
+    if backend == "local":
+        source, key = LocalFolder(local_folder(args.data)), None
+    else:
+        source, key = data_source(args.data, settings)
+    if isinstance(source, LocalFolder) and backend == "local":
+        key = folder_key(source.path)
+        path = str(source.path)  # the local executor reads the folder itself
+    elif isinstance(source, DataAsset):
+        path = source.uri
+    else:  # what the azureml backend registers the folder or batch as, then submits
+        path = DataAsset(settings.data_asset_name, keys.data_version(key)).uri
     job_name = args.job_name or keys.job_name(key)
     job = build_pipeline(path, settings.pipeline_settings(job_name=job_name, **_overrides(args)))
     print(pipeline_yaml(job), end="")
@@ -349,7 +409,7 @@ def _print_rows(rows: list[tuple[str, str]]) -> None:
 def _run_on_backend(args: argparse.Namespace, settings: Settings) -> int:
     from . import backends
 
-    source, key = data_source(args.data)
+    source, key = data_source(args.data, settings)
     job_name = args.job_name or keys.job_name(key)
     request = backends.SubmitRequest(
         run_id=key,
@@ -389,8 +449,6 @@ def _run_on_backend(args: argparse.Namespace, settings: Settings) -> int:
 
 def _wait(backend: Backend, job_name: str, interval: float) -> JobState:
     """Poll until the job ends, showing one status line (rewritten in place on a terminal)."""
-    from .errors import TransientError
-
     tty = sys.stderr.isatty()
     started = time.monotonic()
     last_raw = None
@@ -500,7 +558,7 @@ def _local_status(target: str, settings: Settings, *, as_json: bool) -> int:
 def cmd_demo(argv: list[str]) -> int:
     """``retrain.demo`` when it exists; else generate a batch and run it locally."""
     try:
-        from . import demo
+        demo = importlib.import_module(f"{__package__}.demo")
     except ModuleNotFoundError as exc:
         if exc.name != f"{__package__}.demo":
             raise
