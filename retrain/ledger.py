@@ -1,0 +1,201 @@
+"""The run ledger: one JSON record per run in ``RUNS_CONTAINER``, guarded by ETags.
+
+Layout of the runs container::
+
+    runs/<run_id>.json         the record (RunRecord as JSON)
+    active/<run_id>            empty marker while the run is not terminal: the sweep lists these,
+                               so its cost grows with active runs, not with history
+    recent/<inverted-ms>-<id>  empty marker per run, named so that a plain listing (name order)
+                               yields the newest runs first: ``recent(n)`` reads n names
+
+Claims: a record is created with If-None-Match: * so that exactly one of any number of concurrent
+callers creates it. Updates are read-modify-write with If-Match on the ETag, retried when another
+writer got there first (412). A terminal record (Rejected, Completed, Failed, Canceled) never
+changes again. Markers are written before the record and removed after it turns terminal, so a
+crash in between leaves a marker the sweep tidies up, never an active run it cannot see. (Blob
+index tags would also do for the active set, but they are missing on hierarchical-namespace
+accounts and eventually consistent: a marker prefix works everywhere, Azurite included.)
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from .backends.base import RunStatus
+from .errors import NotFoundError, TransientError
+from .storage import BlobStore, ETagMismatch
+
+log = logging.getLogger(__name__)
+
+RECORDS, ACTIVE, RECENT = "runs/", "active/", "recent/"
+UPDATE_ATTEMPTS = 16  # ETag races to lose before giving up (TransientError: the host retries)
+INVERT_MS = 10**13  # recent/ names sort newest first until the year 2286
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 UTC with a ``Z``, as every time in a record is written."""
+    if moment is None:
+        return None
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything known about one run. Times are ISO 8601 UTC strings."""
+
+    run_id: str
+    source: str  # "landing/batch-7" (container/batch) or "azureml:NAME:VERSION"
+    trigger: str  # blob | http | cli
+    status: RunStatus
+    created_at: str
+    updated_at: str | None = None
+    reason: str | None = None  # why Rejected or Failed; names the file for a bad batch
+    raw_status: str | None = None  # the backend's own word, e.g. "NotResponding"
+    job_name: str | None = None
+    data_asset: str | None = None  # "NAME:VERSION"
+    studio_url: str | None = None
+    run_dir: str | None = None  # local backend
+    claimed_at: str | None = None  # a submission in flight (a lease); cleared when it ends
+    submitted_at: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    duration_s: float | None = None
+    metrics: dict[str, Any] | None = None  # score metrics once Completed: "accuracy", ...
+    blobs: list[dict[str, str]] = field(default_factory=list)  # [{"name", "etag"}] keyed on
+    params: dict[str, Any] = field(default_factory=dict)  # "epochs", "experiment" asked for
+    idempotency_key: str | None = None
+    attempts: int = 0  # submissions tried
+
+    @property
+    def terminal(self) -> bool:
+        return self.status.terminal
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}  # tolerate newer fields
+        values["status"] = RunStatus(values["status"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ActiveEntry:
+    """A run the active index lists, with when it was marked."""
+
+    run_id: str
+    marked_at: datetime
+
+
+class Ledger:
+    """Run records in one container of a BlobStore."""
+
+    def __init__(self, store: BlobStore, container: str) -> None:
+        self.store = store
+        self.container = container
+
+    def _ready(self) -> None:
+        self.store.ensure_container(self.container)
+
+    def get(self, run_id: str) -> RunRecord | None:
+        found = self._read(run_id)
+        return found[0] if found else None
+
+    def _read(self, run_id: str) -> tuple[RunRecord, str] | None:
+        self._ready()
+        found = self.store.read_json(self.container, f"{RECORDS}{run_id}.json")
+        if found is None:
+            return None
+        data, etag = found
+        return RunRecord.from_dict(data), etag
+
+    def create(self, record: RunRecord) -> bool:
+        """Create ``record`` unless a record with its id exists. True if this call created it."""
+        self._ready()
+        if not record.terminal:
+            self.store.put(self.container, f"{ACTIVE}{record.run_id}")
+        name = f"{RECORDS}{record.run_id}.json"
+        if self.store.create_json(self.container, name, record.to_dict()) is None:
+            return False
+        created = parse_time(record.created_at) or utcnow()
+        inverted = INVERT_MS - int(created.timestamp() * 1000)
+        self.store.put(self.container, f"{RECENT}{inverted:013d}-{record.run_id}")
+        return True
+
+    def update(
+        self, run_id: str, change: Callable[[RunRecord], RunRecord | None]
+    ) -> tuple[RunRecord, bool]:
+        """Apply ``change`` to the current record under an ETag guard, retrying lost races.
+
+        ``change`` returns the new record, or None for "leave it". A terminal record is never
+        passed to ``change``. Returns (record now stored, whether this call changed it).
+        """
+        for attempt in range(UPDATE_ATTEMPTS):
+            found = self._read(run_id)
+            if found is None:
+                raise NotFoundError(f"run {run_id}: no such run")
+            record, etag = found
+            if record.terminal:
+                self._unmark(record)
+                return record, False
+            new = change(record)
+            if new is None or new == record:
+                return record, False
+            new = replace(new, updated_at=iso(utcnow()))
+            try:
+                self.store.replace_json(
+                    self.container, f"{RECORDS}{run_id}.json", new.to_dict(), etag=etag
+                )
+            except ETagMismatch:
+                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+                continue
+            self._unmark(new)
+            return new, True
+        raise TransientError(f"run {run_id}: too many concurrent updates")
+
+    def _unmark(self, record: RunRecord) -> None:
+        if record.terminal:
+            self.store.delete(self.container, f"{ACTIVE}{record.run_id}")
+
+    def unmark(self, run_id: str) -> None:
+        """Drop ``run_id`` from the active index (a stale marker)."""
+        self.store.delete(self.container, f"{ACTIVE}{run_id}")
+
+    def active(self) -> list[ActiveEntry]:
+        """Runs not yet terminal, from the active index: cost grows with active runs only."""
+        self._ready()
+        return [
+            ActiveEntry(blob.name[len(ACTIVE) :], blob.last_modified)
+            for blob in self.store.list(self.container, ACTIVE)
+        ]
+
+    def recent(self, limit: int = 20) -> list[RunRecord]:
+        """The newest ``limit`` runs, newest first."""
+        self._ready()
+        ids: list[str] = []
+        for blob in self.store.list(self.container, RECENT, limit=limit):
+            run_id = blob.name.rpartition("-")[2]
+            if run_id not in ids:
+                ids.append(run_id)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            records = list(pool.map(self.get, ids))
+        return [record for record in records if record is not None]

@@ -1,0 +1,140 @@
+"""The timer's sweep: read each active run's job state and record how it stands.
+
+Only runs in the ledger's active index are visited, so a tick costs O(active runs), not O(history),
+and a run that needs no change costs one read. Runs are checked concurrently (at most
+``SWEEP_CONCURRENCY`` at a time); one run's error is logged and counted, and that run is simply
+checked again on the next tick. Terminal statuses (Completed with the score metrics, Failed with
+the reason, Canceled) are written once: the ledger never changes a terminal record.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from .backends.base import JobState, RunStatus
+from .errors import NotFoundError
+from .ledger import ActiveEntry, Ledger, RunRecord, iso, parse_time, utcnow
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+
+log = logging.getLogger(__name__)
+
+STALE_MARKER = timedelta(minutes=5)  # an active marker with no record, older than this, is junk
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """Counts of what one tick did."""
+
+    active: int = 0
+    unchanged: int = 0  # still where it was
+    updated: int = 0  # moved on, not terminal (e.g. Submitted -> Running)
+    completed: int = 0
+    failed: int = 0
+    canceled: int = 0
+    resubmitted: int = 0  # a claim whose holder died, submitted now
+    pending: int = 0  # a submission in flight elsewhere
+    cleaned: int = 0  # stale index entries dropped
+    errors: int = 0  # checked again next tick
+
+    def __str__(self) -> str:
+        shown = {k: v for k, v in self.__dict__.items() if v or k == "active"}
+        return ", ".join(f"{k} {v}" for k, v in shown.items())
+
+
+def apply_state(record: RunRecord, state: JobState, now: datetime) -> RunRecord | None:
+    """``record`` brought up to ``state`` (pure), or None when nothing changes."""
+    started = iso(state.started_at) or record.started_at
+    if not state.status.terminal:
+        if (state.status, state.raw_status, started) == (
+            record.status,
+            record.raw_status,
+            record.started_at,
+        ):
+            return None
+        return replace(record, status=state.status, raw_status=state.raw_status, started_at=started)
+    ended = state.ended_at or now
+    since = parse_time(started) or parse_time(record.submitted_at) or parse_time(record.created_at)
+    duration = round((ended - since).total_seconds(), 3) if since else None
+    reason = None
+    if state.status is not RunStatus.COMPLETED:
+        reason = state.error or f"the job ended {state.raw_status}"
+    return replace(
+        record,
+        status=state.status,
+        raw_status=state.raw_status,
+        reason=reason,
+        started_at=started,
+        ended_at=iso(ended),
+        duration_s=duration,
+        metrics=dict(state.metrics) if state.metrics else record.metrics,
+        claimed_at=None,
+    )
+
+
+def sweep(
+    ledger: Ledger,
+    backend: Callable[[], Backend],
+    *,
+    concurrency: int,
+    resume: Callable[[RunRecord], bool],
+    clock: Callable[[], datetime] = utcnow,
+) -> SweepSummary:
+    """One tick over the active runs. ``backend`` is called only if there is a run to check;
+    ``resume`` submits a run whose claim holder died (True if it did)."""
+    entries = ledger.active()
+    if not entries:
+        return SweepSummary()
+
+    def check(entry: ActiveEntry) -> str:
+        try:
+            return _check(ledger, backend, entry, resume, clock)
+        except Exception as exc:
+            log.warning("sweep: run %s: %s: %s", entry.run_id, type(exc).__name__, exc)
+            return "errors"
+
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(entries)))) as pool:
+        counts = Counter(pool.map(check, entries))
+    return SweepSummary(active=len(entries), **counts)
+
+
+def _check(
+    ledger: Ledger,
+    backend: Callable[[], Backend],
+    entry: ActiveEntry,
+    resume: Callable[[RunRecord], bool],
+    clock: Callable[[], datetime],
+) -> str:
+    record = ledger.get(entry.run_id)
+    if record is None:  # a claim that never got its record written; or one being written now
+        if clock() - entry.marked_at > STALE_MARKER:
+            ledger.unmark(entry.run_id)
+            return "cleaned"
+        return "pending"
+    if record.terminal:  # turned terminal, but the marker outlived a crash
+        ledger.unmark(entry.run_id)
+        return "cleaned"
+    if record.submitted_at is None:
+        return "resubmitted" if resume(record) else "pending"
+    assert record.job_name is not None
+    try:
+        state = backend().job_state(record.job_name)
+    except NotFoundError as exc:
+        state = JobState(RunStatus.FAILED, "NotFound", error=f"the job is gone: {exc}")
+    if apply_state(record, state, clock()) is None:
+        return "unchanged"
+    now = clock()
+    stored, changed = ledger.update(record.run_id, lambda r: apply_state(r, state, now))
+    if not changed:
+        return "unchanged"
+    if stored.terminal:
+        log.info("run %s %s (%s)", stored.run_id, stored.status.value, stored.reason or "ok")
+        return stored.status.value.lower()
+    return "updated"
