@@ -167,7 +167,7 @@ def http(
 
 
 def timer_tick() -> None:
-    function("sweep_runs")(func.TimerRequest(past_due=False))
+    function("sweep_runs")(func.timer.TimerRequest(past_due=False))
 
 
 def records(svc: RetrainService) -> list[RunRecord]:
