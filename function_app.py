@@ -188,4 +188,4 @@ def sweep_runs(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.info("sweep_runs: running late")
     summary = get_service().sweep()
-    log.info("sweep_runs: %s", summary)
+    log.log(logging.INFO if summary.eventful else logging.DEBUG, "sweep_runs: %s", summary)

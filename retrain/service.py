@@ -249,7 +249,7 @@ class RetrainService:
         blobs, data_asset = [], None
         if isinstance(data, Batch):
             source = data.source
-            blobs = [{"name": name, "etag": etag.strip('"')} for name, etag in data.versions]
+            blobs = [{"name": name, "etag": etag} for name, etag in data.versions]
         else:
             source = data
             data_asset = data.removeprefix("azureml:")

@@ -44,6 +44,12 @@ class SweepSummary:
     cleaned: int = 0  # stale index entries dropped
     errors: int = 0  # checked again next tick
 
+    @property
+    def eventful(self) -> bool:
+        """Whether the tick changed anything or hit an error (worth an info-level log line)."""
+        return any((self.updated, self.completed, self.failed, self.canceled,
+                    self.resubmitted, self.cleaned, self.errors))  # fmt: skip
+
     def __str__(self) -> str:
         shown = {k: v for k, v in self.__dict__.items() if v or k == "active"}
         return ", ".join(f"{k} {v}" for k, v in shown.items())

@@ -1,0 +1,102 @@
+"""What the host indexes: function_app.app.get_functions() and the bindings' JSON, and what
+importing function_app costs (run in a fresh interpreter, as the host's worker does)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from apphelpers import functions
+
+from retrain.errors import ConfigurationError
+from retrain.settings import PROJECT_ROOT
+
+
+def bindings(name: str) -> list[dict]:
+    return [json.loads(raw) for raw in functions()[name].get_raw_bindings()]
+
+
+def trigger(name: str) -> dict:
+    [found] = [b for b in bindings(name) if b["direction"] == "IN" and "Trigger" in b["type"]]
+    return found
+
+
+def test_the_app_registers_five_functions():
+    assert sorted(functions()) == [
+        "get_run",
+        "landing_blob",
+        "list_runs",
+        "start_retrain",
+        "sweep_runs",
+    ]
+
+
+def test_blob_trigger_binding():
+    blob = trigger("landing_blob")
+    assert blob["type"] == "blobTrigger"
+    assert blob["path"] == "%LANDING_CONTAINER%/{batch}/{file}"
+    assert blob["connection"] == "DataStorage"
+    assert blob["source"] == "EventGrid"
+
+
+@pytest.mark.parametrize(
+    ("route", "method", "name"),
+    [("retrain", "POST", "start_retrain"), ("retrain", "GET", "list_runs"),
+     ("retrain/{run_id}", "GET", "get_run")],
+)  # fmt: skip
+def test_http_routes(route, method, name):
+    http = trigger(name)
+    assert http["type"] == "httpTrigger"
+    assert (http["route"], http["methods"], http["authLevel"]) == (route, [method], "FUNCTION")
+    assert {"direction": "OUT", "type": "http", "name": "$return"} in bindings(name)
+
+
+def test_timer_binding():
+    timer = trigger("sweep_runs")
+    assert timer["type"] == "timerTrigger"
+    assert timer["schedule"] == "%SWEEP_SCHEDULE%"
+    assert timer["runOnStartup"] is False
+
+
+def _fresh(code: str, **env: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_blob_source_is_chosen_by_app_setting_at_indexing():
+    code = (
+        "import json, function_app\n"
+        "[fn] = [f for f in function_app.app.get_functions() if f.get_function_name() == "
+        "'landing_blob']\n"
+        "print(json.loads(fn.get_raw_bindings()[0])['source'])"
+    )
+    out = _fresh(code, BLOB_TRIGGER_SOURCE="LogsAndContainerScan")
+    assert out.strip() == "LogsAndContainerScan"
+
+
+def test_an_unknown_blob_source_fails_loudly():
+    from function_app import blob_source
+
+    with pytest.raises(ConfigurationError, match="BLOB_TRIGGER_SOURCE"):
+        blob_source({"BLOB_TRIGGER_SOURCE": "Polling"})
+    assert blob_source({}).value == "EventGrid"
+
+
+def test_importing_the_app_loads_no_heavy_sdk_and_builds_no_client():
+    code = (
+        "import sys, function_app\n"
+        "from retrain import service\n"
+        "heavy = ('azure.ai.ml', 'torch', 'numpy', 'azure.storage.blob', 'azure.identity')\n"
+        "print([m for m in sys.modules if m.startswith(heavy)], service._service)"
+    )
+    assert _fresh(code).strip() == "[] None"
