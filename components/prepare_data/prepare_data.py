@@ -65,6 +65,7 @@ SIDE = 28
 HEADER_MAX = 16  # bytes that hold any header we accept
 CHUNK = 1 << 20  # bytes read or inflated per step: bounded memory, few Python calls
 GZIP_MAGIC = b"\x1f\x8b"
+DEFLATE_MAX_RATIO = 1032  # deflate never expands a compressed byte into more than this
 VALID_LABELS = bytes(range(10))
 
 
@@ -133,7 +134,7 @@ def parse_header(name: str, head: bytes) -> IdxHeader:
 
 
 def peek_header(name: str, prefix: bytes) -> IdxHeader:
-    """``parse_header`` on the first bytes of a raw or gzip file (a few hundred bytes suffice)."""
+    """``parse_header`` on the first bytes of a raw or gzip file (the first KiB is plenty)."""
     if prefix.startswith(GZIP_MAGIC):
         try:
             prefix = zlib.decompressobj(31).decompress(prefix, HEADER_MAX)
@@ -206,10 +207,12 @@ class _Input:
                 break
         self.header = parse_header(path.name, head)
         self.rest = head[self.header.header_size :]  # payload bytes already read
-        if not compressed:  # a raw file's size is known before reading it
-            actual = path.stat().st_size
-            if actual != self.header.total_size:
-                raise IdxError(path.name, _size_reason(self.header, f"{actual} bytes"))
+        actual = path.stat().st_size
+        if not compressed and actual != self.header.total_size:  # known before reading
+            raise IdxError(path.name, _size_reason(self.header, f"{actual} bytes"))
+        if compressed and self.header.total_size > actual * DEFLATE_MAX_RATIO:
+            reason = _size_reason(self.header, f"{actual} compressed bytes, too few for that")
+            raise IdxError(path.name, reason)
 
     def copy_payload(self, out: BinaryIO) -> bytes | None:
         """Write the payload to ``out``; return it too for labels (small, checked afterwards)."""
