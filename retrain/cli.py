@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
 import json
 import logging
 import re
@@ -31,7 +30,7 @@ from .errors import (
     RetrainError,
     TransientError,
 )
-from .settings import BACKENDS, PROJECT_ROOT, Settings
+from .settings import BACKENDS, Settings
 
 if TYPE_CHECKING:
     from .backends import Backend, DataSource, JobState
@@ -44,7 +43,7 @@ EXIT_FAILED, EXIT_ERROR = 1, 2
 
 EXAMPLES = f"""\
 examples:
-  {PROG} demo                                  generate a batch and run it here
+  {PROG} demo                                  the whole flow here, on a generated batch
   {PROG} pipeline show --data ./batch          the job that would be submitted, as YAML
   {PROG} run ./batch --epochs 3                run the pipeline on this machine
   {PROG} run ./batch --backend azureml --wait  submit to Azure ML and follow it
@@ -168,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser(
         "demo",
-        help="generate a Fashion-MNIST-format batch and run the pipeline on it (make demo)",
+        help="the event-driven flow here: Azurite, a generated batch, the blob and timer "
+        "functions, the pipeline run locally (make demo)",
         add_help=False,
     )
     return parser
@@ -556,36 +556,7 @@ def _local_status(target: str, settings: Settings, *, as_json: bool) -> int:
 
 
 def cmd_demo(argv: list[str]) -> int:
-    """``retrain.demo`` when it exists; else generate a batch and run it locally."""
-    try:
-        demo = importlib.import_module(f"{__package__}.demo")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.demo":
-            raise
-        return _fallback_demo(argv)
+    """``make demo``: the event-driven flow on this machine (``retrain.demo``)."""
+    from . import demo
+
     return int(demo.main(argv) or 0)
-
-
-def _fallback_demo(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} demo",
-        description="Generate a Fashion-MNIST-format batch and run the pipeline on it, here.",
-    )
-    parser.add_argument("--folder", type=Path, default=PROJECT_ROOT / ".demo" / "batch")
-    parser.add_argument("--n-train", type=_positive_int, default=6000, metavar="N")
-    parser.add_argument("--n-test", type=_positive_int, default=1000, metavar="N")
-    parser.add_argument("--epochs", type=_positive_int, default=3, metavar="N")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-
-    from .fashion_data import FILE_NAMES, write_batch
-
-    if not all((args.folder / f"{name}.gz").is_file() for name in FILE_NAMES):
-        print(
-            f"writing a generated batch ({args.n_train} train + {args.n_test} test images) "
-            f"to {args.folder}",
-            file=sys.stderr,
-        )
-        write_batch(args.folder, args.n_train, args.n_test)
-    run_argv = ["run", str(args.folder), "--backend", "local", "--epochs", str(args.epochs)]
-    return main([*run_argv, *(["--json"] if args.json else [])])

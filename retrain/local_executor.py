@@ -265,13 +265,18 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (exited, not yet reaped by its parent) does not count."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (macOS): kill(0) is all we know
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 # --- running ------------------------------------------------------------------------------------
