@@ -1,0 +1,141 @@
+"""train: outputs, determinism, the exported predictor, augmentation and schedule."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from component_helpers import run_train
+
+from components.train import train
+from components.train.model import FashionNet, ModelConfig, Predictor
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN_DIR = ROOT / "components" / "train"
+
+
+def test_writes_weights_config_predictor_and_log(tiny_model: Path) -> None:
+    names = sorted(p.name for p in tiny_model.iterdir())
+    assert names == ["config.json", "predictor.pt", "training_log.json", "weights.pt"]
+
+    config = json.loads((tiny_model / "config.json").read_text())
+    assert config["training"]["epochs"] == 1 and config["training"]["seed"] == 0
+    model = FashionNet(ModelConfig.from_dict(config["model"]))
+    model.load_state_dict(torch.load(tiny_model / "weights.pt", weights_only=True))
+
+    log = json.loads((tiny_model / "training_log.json").read_text())
+    assert [e["epoch"] for e in log["epochs"]] == [1]
+    assert math.isfinite(log["epochs"][0]["loss"]) and 0 <= log["epochs"][0]["accuracy"] <= 1
+    assert log["device"] == "cpu" and log["images_per_second"] > 0
+
+
+def test_predictor_matches_the_weights_with_flip_averaging(tiny_model: Path, tiny_prepared):
+    """The TorchScript artifact is the trained net plus flip test-time augmentation."""
+    config = json.loads((tiny_model / "config.json").read_text())
+    net = FashionNet(ModelConfig.from_dict(config["model"]))
+    net.load_state_dict(torch.load(tiny_model / "weights.pt", weights_only=True))
+    net.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.load(str(tiny_model / "predictor.pt"))
+    images = torch.from_numpy(np.load(tiny_prepared[1] / "images.npy")[:37]).unsqueeze(1)
+    with torch.inference_mode():
+        expected = (net(images) + net(images.flip(-1))) / 2
+        assert torch.allclose(scripted(images), expected, atol=1e-5)
+        assert torch.allclose(Predictor(net)(images), expected, atol=1e-6)
+
+
+def test_same_seed_same_weights_other_seed_differs(tiny_prepared, tiny_model, tmp_path) -> None:
+    a = tiny_model  # seed 0, one epoch
+    b = run_train(tiny_prepared[0], tmp_path / "b", seed=0)
+    c = run_train(tiny_prepared[0], tmp_path / "c", seed=1)
+    wa, wb, wc = (torch.load(p / "weights.pt", weights_only=True) for p in (a, b, c))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+    logs = [json.loads((p / "training_log.json").read_text())["epochs"] for p in (a, b)]
+    assert [e["loss"] for e in logs[0]] == [e["loss"] for e in logs[1]]
+
+
+def test_runs_as_a_script_from_its_folder(tiny_prepared, tmp_path: Path) -> None:
+    """As Azure ML runs it (`python train.py`): the model module is found beside it."""
+    argv = [sys.executable, "train.py", "--input_data", str(tiny_prepared[0])]
+    argv += ["--epochs", "1", "--batch_size", "256", "--learning_rate", "0.05", "--seed", "0"]
+    argv += ["--output_model", str(tmp_path / "model")]
+    done = subprocess.run(argv, cwd=TRAIN_DIR, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "epoch   1/1" in done.stdout
+    assert "images/s" in done.stdout.splitlines()[-1]
+    assert (tmp_path / "model" / "predictor.pt").is_file()
+
+
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    argv = ["--input_data", str(tmp_path / "nowhere"), "--output_model", str(tmp_path / "m")]
+    assert train.main(argv) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("train: ") and "images.npy" in err[0]
+    assert not (tmp_path / "m").exists()
+
+
+def test_wrong_shape_is_refused(tmp_path: Path, capsys) -> None:
+    np.save(tmp_path / "images.npy", np.zeros((4, 32, 32), np.uint8))
+    np.save(tmp_path / "labels.npy", np.zeros(4, np.uint8))
+    assert train.main(["--input_data", str(tmp_path), "--output_model", str(tmp_path / "m")]) == 1
+    assert "expected uint8 N x 28 x 28" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--epochs=0", "--batch_size=0", "--learning_rate=0"])
+def test_nonsense_settings_are_usage_errors(tmp_path: Path, flag: str) -> None:
+    with pytest.raises(SystemExit) as caught:
+        train.main(["--input_data", str(tmp_path), "--output_model", str(tmp_path), flag])
+    assert caught.value.code == 2
+
+
+def test_augment_shifts_and_mirrors_whole_images() -> None:
+    """Each output is its input shifted by at most SHIFT pixels, maybe mirrored; zeros fill in."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(1, 256, (64, 1, 28, 28), dtype=torch.uint8)  # no zero pixels
+    out = train.augment(images, generator)
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    s = train.SHIFT
+    padded = torch.nn.functional.pad(images[:, 0], (s, s, s, s))
+    flips = 0
+    for i in range(len(images)):
+        candidates = {
+            (dy, dx, flip): padded[i, dy : dy + 28, dx : dx + 28].flip(-1)
+            if flip
+            else padded[i, dy : dy + 28, dx : dx + 28]
+            for dy in range(2 * s + 1)
+            for dx in range(2 * s + 1)
+            for flip in (False, True)
+        }
+        matches = [key for key, c in candidates.items() if torch.equal(c, out[i, 0])]
+        assert matches, f"image {i} is not a shift/flip of its input"
+        flips += matches[0][2]
+    assert 10 < flips < 54  # about half are mirrored
+
+
+def test_learning_rate_warms_up_then_decays_to_zero() -> None:
+    total = 100
+    factors = [train.lr_factor(step, total) for step in range(total)]
+    peak = factors.index(max(factors))
+    assert max(factors) == 1.0 and 0 < peak < total // 2
+    assert all(a < b for a, b in itertools.pairwise(factors[: peak + 1]))
+    assert all(a >= b for a, b in itertools.pairwise(factors[peak:]))
+    assert factors[0] > 0 and factors[-1] < 0.02
+    assert train.lr_factor(0, 1) == 1.0  # a one-step run still trains
+
+
+def test_model_shapes_and_size() -> None:
+    net = FashionNet().eval()
+    with torch.inference_mode():
+        logits = net(torch.zeros(3, 1, 28, 28, dtype=torch.uint8))
+    assert logits.shape == (3, 10)
+    assert 50_000 < sum(p.numel() for p in net.parameters()) < 200_000
