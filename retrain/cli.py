@@ -13,11 +13,9 @@ import hashlib
 import json
 import logging
 import re
-import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -183,32 +181,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[:1] == ["demo"]:  # its own options, parsed by the demo itself
             return cmd_demo(argv[1:])
         args = build_parser().parse_args(argv)
-        with _sigterm_as_interrupt():
-            return args.func(args)
+        return args.func(args)
     except RetrainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """A terminated run (LocalBackend cancel, Ctrl-C) still records Failed in status.json."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -23,10 +23,13 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -372,16 +375,21 @@ def run_pipeline(
         return RunSummary.from_status(run_dir, state)
 
     try:
-        for index, step in enumerate(steps, 1):
-            state["step"] = step.name
-            write_status(run_dir, state)
-            values = _input_values(step, pipeline_inputs, outputs)
-            _run_step(step, index, values, outputs[step.name], run_dir / step.name, display)
-        metrics = _metrics(steps, outputs)
+        with stop_on_signals() as stop:
+            for index, step in enumerate(steps, 1):
+                state["step"] = step.name
+                write_status(run_dir, state)
+                values = _input_values(step, pipeline_inputs, outputs)
+                step_dir = run_dir / step.name
+                _run_step(step, index, values, outputs[step.name], step_dir, display, stop)
+            metrics = _metrics(steps, outputs)
     except StepFailed as failure:
         return finish("Failed", str(failure))
-    except BaseException as exc:  # interrupted or killed: never leave "Running" behind
-        finish("Failed", f"step {state['step']} interrupted: {type(exc).__name__} {exc}".strip())
+    except BaseException as exc:  # interrupted, terminated or crashed: never leave "Running"
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            finish("Failed", f"step {state['step']} interrupted")
+        else:
+            finish("Failed", f"step {state['step']} crashed: {type(exc).__name__}: {exc}")
         raise
     return finish("Completed", metrics=metrics)
 
@@ -431,7 +439,10 @@ def _run_step(
     outputs: Mapping[str, Path],
     step_dir: Path,
     display: _Progress,
+    stop: threading.Event,
 ) -> None:
+    if stop.is_set():
+        raise KeyboardInterrupt
     if step_dir.exists():  # a previous attempt's outputs must not leak into this one
         shutil.rmtree(step_dir)
     for folder in outputs.values():
@@ -450,6 +461,8 @@ def _run_step(
             raise StepFailed(step.name, f"cannot start {argv[0]}: {exc}") from None
         try:
             while proc.poll() is None:
+                if stop.is_set():
+                    raise KeyboardInterrupt
                 display.tick(index, step.name, time.monotonic() - started, _last_line(stdout_log))
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=0.25)
@@ -460,7 +473,35 @@ def _run_step(
     display.done(index, step.name, elapsed, ok=proc.returncode == 0)
     if proc.returncode != 0:
         reason = _last_line(stderr_log) or _last_line(stdout_log) or "no output"
-        raise StepFailed(step.name, f"{reason} (exit code {proc.returncode})")
+        raise StepFailed(step.name, f"{reason} ({_exit(proc.returncode)})")
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """SIGINT and SIGTERM (Ctrl-C, a cancel) set the event instead of raising wherever the
+    interpreter happens to be: the executor then stops the running step itself. An exception
+    raised inside ``Popen()`` would orphan a step that keeps training after the run says Failed.
+    Outside the main thread signals cannot be handled; the event then stays clear."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda signum, frame: stop.set())
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: installed from C, cannot be restored from Python
+                signal.signal(sig, handler)
+
+
+def _exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
 
 
 def _stop(proc: subprocess.Popen) -> None:

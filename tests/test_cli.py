@@ -8,9 +8,11 @@ in its own tests; here we check what the command line asks of any backend and ho
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
+import time
+from contextlib import redirect_stderr, redirect_stdout, suppress
 from dataclasses import dataclass, field
 from io import StringIO
 from pathlib import Path
@@ -220,6 +222,40 @@ def test_failing_local_run_names_the_step_and_exits_1(env, tmp_path):
         "bad-1",
     )
     assert summary["run_dir"] == str(tmp_path / "run")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads children from /proc")
+def test_terminated_run_stops_its_step_and_records_failed(env, tmp_path):
+    _, batch = env
+    run_dir = tmp_path / "run"
+    argv = ["run", batch, "--run-dir", run_dir, "--job-name", "t-1", "--epochs", "500"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retrain", *map(str, argv)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + 60
+    step = None
+    while step != "train_node" or not children.read_text().split():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.1)
+        with suppress(OSError, ValueError):
+            step = json.loads((run_dir / "status.json").read_text())["step"]
+    (train_pid,) = map(int, children.read_text().split())
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 130
+    assert err.strip().endswith("interrupted")
+    status = json.loads((run_dir / "status.json").read_text())
+    assert (status["status"], status["step"]) == ("Failed", "train_node")
+    assert status["error"] == "step train_node interrupted"
+    assert not Path(f"/proc/{train_pid}").exists()  # the step was stopped and reaped
+    assert not (run_dir / "score_node").exists()
 
 
 # --- run --backend azureml, through an in-test Backend ------------------------------------------
