@@ -1,0 +1,346 @@
+"""Run the shared pipeline on Azure Machine Learning, through the real azure-ai-ml SDK.
+
+Submitting a run means: register (or reuse) the data version, build the job with the shared
+builder, and create it under its deterministic name. Every step is idempotent, so a retried
+trigger converges on the same job: the job is looked up first, a data version that already
+exists with the same path is reused, and a "job already exists" answer from the service is read
+back instead of failing. azure.ai.ml is imported only inside these methods.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    ConfigurationError,
+    NotFoundError,
+    PermanentError,
+    SubmissionError,
+    TransientError,
+)
+from .azureml_client import get_client
+from .base import (
+    DataAsset,
+    JobState,
+    LandingBatch,
+    LocalFolder,
+    RunStatus,
+    Submission,
+    SubmitRequest,
+)
+
+if TYPE_CHECKING:
+    from azure.ai.ml import Input, MLClient
+    from azure.ai.ml.entities import Job
+
+    from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Azure ML job statuses -> ledger statuses. The SDK counts NotResponding and Paused as terminal:
+# a job that stopped sending heartbeats has failed; a paused one will not finish by itself.
+STATUS_MAP: dict[str, RunStatus] = {
+    "NotStarted": RunStatus.SUBMITTED,
+    "Queued": RunStatus.SUBMITTED,
+    "Preparing": RunStatus.SUBMITTED,
+    "Provisioning": RunStatus.SUBMITTED,
+    "Starting": RunStatus.SUBMITTED,
+    "Running": RunStatus.RUNNING,
+    "Finalizing": RunStatus.RUNNING,
+    "CancelRequested": RunStatus.RUNNING,
+    "Completed": RunStatus.COMPLETED,
+    "Failed": RunStatus.FAILED,
+    "Canceled": RunStatus.CANCELED,
+    "NotResponding": RunStatus.FAILED,
+    "Paused": RunStatus.CANCELED,
+}
+RESULT_OUTPUT = "output_result"  # the pipeline output bound to score_node's output_result
+METRICS_FILE = "metrics.json"
+
+
+def map_status(raw: str | None) -> RunStatus:
+    """The ledger status for an Azure ML status; unknown words count as still running."""
+    return STATUS_MAP.get(raw or "", RunStatus.RUNNING)
+
+
+class AzureMLBackend:
+    """Registers data versions, submits the pipeline and reads job states in one workspace."""
+
+    name = "azureml"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    @property
+    def client(self) -> MLClient:
+        return get_client(self._settings)
+
+    # ---- submission --------------------------------------------------------------------------
+    def submit(self, request: SubmitRequest) -> Submission:
+        """Create the job once; a repeat for the same job name returns the existing job."""
+        with _translate(f"submit Azure ML job {request.job_name}"):
+            client = self.client
+            existing = _get_job(client, request.job_name)
+            if existing is not None:
+                return self._submission(existing, request, already_existed=True)
+            data_input = self._data_input(client, request)
+            from pipeline_builder import build_pipeline
+
+            job = build_pipeline(data_input, request.pipeline)
+            try:
+                created = client.jobs.create_or_update(
+                    job, experiment_name=request.pipeline.experiment_name
+                )
+            except Exception as exc:
+                if not _is_job_exists(exc):
+                    raise
+                log.info("job %s already exists; reading it back", request.job_name)
+                return self._submission(
+                    client.jobs.get(request.job_name), request, already_existed=True
+                )
+            return self._submission(created, request, already_existed=False)
+
+    def _submission(self, job: Job, request: SubmitRequest, *, already_existed: bool):
+        return Submission(
+            job_name=job.name or request.job_name,
+            status=map_status(job.status),
+            data_asset=self._asset_id(request),
+            studio_url=job.studio_url,
+            already_existed=already_existed,
+        )
+
+    def _asset_id(self, request: SubmitRequest) -> str:
+        if isinstance(request.data, DataAsset):
+            return f"{request.data.name}:{request.data.version}"
+        return f"{self._settings.data_asset_name}:{request.data_version}"
+
+    # ---- data versions -----------------------------------------------------------------------
+    def _data_input(self, client: MLClient, request: SubmitRequest) -> Input:
+        """The pipeline input for ``request.data``, registering a new data version if needed."""
+        from azure.ai.ml import Input
+        from azure.ai.ml.constants import AssetTypes
+
+        data = request.data
+        if isinstance(data, DataAsset):
+            asset = _get_data(client, data.name, data.version)
+            if asset is None:
+                raise NotFoundError(f"data asset {data.uri} not found in the workspace")
+            if asset.type != AssetTypes.URI_FOLDER:
+                raise SubmissionError(f"data asset {data.uri} is {asset.type}, expected uri_folder")
+        else:
+            self._register(client, request)
+            data = DataAsset(self._settings.data_asset_name, request.data_version)
+        return Input(type=AssetTypes.URI_FOLDER, path=data.uri)
+
+    def _register(self, client: MLClient, request: SubmitRequest) -> None:
+        """Create data version ``request.data_version``, or reuse an identical existing one."""
+        from azure.ai.ml.constants import AssetTypes
+        from azure.ai.ml.entities import Data
+
+        name, version = self._settings.data_asset_name, request.data_version
+        source = request.data
+        if isinstance(source, LandingBatch):
+            path, tags = batch_folder_url(source), batch_tags(source)
+            description = f"Landed batch {source.container}/{source.batch}"
+        elif isinstance(source, LocalFolder):
+            path, tags = str(source.path), {"source": str(source.path)}
+            description = f"Uploaded from {source.path}"
+        else:  # pragma: no cover - the union is exhausted above
+            raise TypeError(f"unsupported data source {source!r}")
+        tags["run_id"] = request.run_id
+
+        existing = _get_data(client, name, version)
+        if existing is None:
+            asset = Data(
+                name=name,
+                version=version,
+                type=AssetTypes.URI_FOLDER,
+                path=path,
+                description=description,
+                tags=tags,
+            )
+            try:
+                client.data.create_or_update(asset)
+                return
+            except Exception as exc:  # a concurrent registration of the same content
+                existing = _get_data(client, name, version)
+                if existing is None:
+                    raise exc from None
+        if isinstance(source, LandingBatch) and _strip(existing.path) != _strip(path):
+            raise SubmissionError(
+                f"data asset {name}:{version} already exists at {existing.path}, not {path}"
+            )
+
+    # ---- status ------------------------------------------------------------------------------
+    def job_state(self, job_name: str) -> JobState:
+        """The job's state; for Completed, the score step's metrics when they can be read."""
+        with _translate(f"read Azure ML job {job_name}"):
+            client = self.client
+            job = _get_job(client, job_name)
+            if job is None:
+                raise NotFoundError(f"Azure ML job {job_name} not found in the workspace")
+            raw = str(getattr(job.status, "value", job.status) or "Unknown")
+            status = map_status(raw)
+            details: dict[str, Any] = {"studio_url": job.studio_url}
+            metrics, error = None, None
+            if status is RunStatus.COMPLETED:
+                metrics, problem = _score_metrics(client, job_name)
+                if problem:
+                    details["metrics_error"] = problem
+            elif status is RunStatus.FAILED or status is RunStatus.CANCELED:
+                error = f"Azure ML job {job_name} ended {raw}; see {job.studio_url}"
+            created = getattr(job.creation_context, "created_at", None)
+            if created is not None:
+                details["created_at"] = created.isoformat()
+            return JobState(
+                status=status, raw_status=raw, metrics=metrics, error=error, details=details
+            )
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+def batch_folder_url(batch: LandingBatch) -> str:
+    """The blob URL of the batch's folder (what the data version points at), ending in '/'."""
+    folders = {blob.url.rsplit("/", 1)[0] for blob in batch.blobs}
+    if len(folders) != 1:
+        raise SubmissionError(
+            f"batch {batch.container}/{batch.batch}: blobs are not in one folder: {sorted(folders)}"
+        )
+    return folders.pop() + "/"
+
+
+def batch_tags(batch: LandingBatch) -> dict[str, str]:
+    """Tags that pin the version to its source: the folder, and each file's URL and ETag."""
+    tags = {"source": f"{batch.container}/{batch.batch}"}
+    for blob in sorted(batch.blobs, key=lambda b: b.name):
+        file = blob.name.rsplit("/", 1)[-1]
+        tags[f"url:{file}"] = blob.url
+        tags[f"etag:{file}"] = blob.etag.strip('"')
+    return tags
+
+
+def _strip(path: str | None) -> str:
+    return (path or "").rstrip("/")
+
+
+def _get_job(client: MLClient, name: str) -> Job | None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return client.jobs.get(name)
+    except ResourceNotFoundError:
+        return None
+
+
+def _get_data(client: MLClient, name: str, version: str):
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return client.data.get(name=name, version=version)
+    except ResourceNotFoundError:
+        return None
+
+
+def _is_job_exists(exc: Exception) -> bool:
+    from azure.core.exceptions import HttpResponseError
+
+    return isinstance(exc, HttpResponseError) and "already exists" in str(exc.message)
+
+
+def _score_metrics(client: MLClient, job_name: str) -> tuple[Mapping[str, Any] | None, str | None]:
+    """Download the pipeline's ``output_result`` and read the score step's ``metrics.json``.
+
+    Returns (metrics, None) or (None, why not). Transient trouble raises, so the sweep retries
+    on its next tick instead of recording a Completed run without its accuracy.
+    """
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+    with tempfile.TemporaryDirectory(prefix="retrain-metrics-") as tmp:
+        try:
+            client.jobs.download(job_name, download_path=tmp, output_name=RESULT_OUTPUT)
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise TransientError(
+                f"download {RESULT_OUTPUT} of {job_name}: {_one_line(exc)}"
+            ) from exc
+        except HttpResponseError as exc:
+            if _is_transient_status(exc.status_code):
+                message = f"HTTP {exc.status_code}: {_one_line(exc)}"
+                raise TransientError(f"download {RESULT_OUTPUT} of {job_name}: {message}") from exc
+            return None, f"could not download {RESULT_OUTPUT}: {_one_line(exc)}"
+        except Exception as exc:  # the SDK raises its own types for missing outputs, etc.
+            return None, f"could not download {RESULT_OUTPUT}: {_one_line(exc)}"
+        found = sorted(Path(tmp).rglob(METRICS_FILE))
+        if not found:
+            return None, f"{RESULT_OUTPUT} of {job_name} has no {METRICS_FILE}"
+        try:
+            metrics = json.loads(found[0].read_text())
+        except ValueError as exc:
+            return None, f"{METRICS_FILE} of {job_name} is not JSON: {exc}"
+        if not isinstance(metrics, dict) or "accuracy" not in metrics:
+            return None, f"{METRICS_FILE} of {job_name} has no accuracy"
+        return metrics, None
+
+
+def _is_transient_status(status: int | None) -> bool:
+    return status in (408, 429) or (status is not None and status >= 500)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first meaningful line of an SDK error (they span many lines of JSON)."""
+    text = getattr(exc, "message", None) or str(exc)
+    try:
+        parsed = json.loads(text)
+    except (TypeError, ValueError):
+        parsed = None
+    if isinstance(parsed, dict) and parsed.get("errors"):  # pipeline validation result
+        return "; ".join(
+            f"{err.get('path', '?')}: {str(err.get('message', '')).splitlines()[0]}"
+            for err in parsed["errors"]
+        )
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+@contextmanager
+def _translate(action: str) -> Iterator[None]:
+    """Turn SDK and HTTP errors into the service's error tree, each with a one-line message."""
+    from azure.ai.ml.exceptions import MlException
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    try:
+        yield
+    except (PermanentError, TransientError):
+        raise
+    except ClientAuthenticationError as exc:
+        raise ConfigurationError(f"{action}: authentication failed: {_one_line(exc)}") from exc
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise TransientError(f"{action}: Azure ML unreachable: {_one_line(exc)}") from exc
+    except HttpResponseError as exc:
+        status, message = exc.status_code, _one_line(exc)
+        if _is_transient_status(status):
+            raise TransientError(f"{action}: HTTP {status}: {message}") from exc
+        if status in (401, 403):
+            raise SubmissionError(
+                f"{action}: not authorized (HTTP {status}); give the app's identity the "
+                f"AzureML Data Scientist role on the workspace: {message}"
+            ) from exc
+        if status == 404:
+            raise ConfigurationError(
+                f"{action}: not found (check the workspace settings): {message}"
+            ) from exc
+        raise SubmissionError(f"{action}: HTTP {status}: {message}") from exc
+    except MlException as exc:
+        message = _one_line(exc)
+        if ".compute:" in message or "compute" in message.split(":", 1)[0]:
+            raise ConfigurationError(f"{action}: {message}") from exc
+        raise SubmissionError(f"{action}: {message}") from exc

@@ -1,0 +1,467 @@
+"""A loopback fake of the Azure ML REST API, just enough for the real azure-ai-ml SDK.
+
+The SDK runs unchanged, with its own HTTP pipeline, against this HTTPS server on 127.0.0.1
+(certificate from a ``trustme`` test CA). Blob storage is the real emulator (Azurite): the fake
+hands the SDK SAS URLs for it, as the service does.
+
+Routes, relative to ``/subscriptions/{sub}/resourceGroups/{rg}/providers/
+Microsoft.MachineLearningServices/workspaces/{ws}`` (any api-version)::
+
+    GET   (the workspace)                      its discovery URL points back here
+    GET   /computes/{name}                     404 unless the name is in ``computes``
+    GET   /datastores[/workspaceblobstore]     the default datastore (an Azurite container)
+    POST  /datastores/workspaceblobstore/listSecrets   a SAS token for it
+    GET   /codes/{name}/versions?hash=H        code versions holding content hash H
+    POST  /codes/{name}/versions/{v}/startPendingUpload   SAS URL of a fresh Azurite folder
+    PUT   /{codes|environments|components|data}/{name}/versions/{v}   immutable once created
+    GET   /{codes|environments|components|data}/{name}/versions/{v}
+    PUT   /jobs/{name}                         400 "A job with this name already exists" on repeat
+    GET   /jobs/{name}
+
+and, for ``jobs.download`` of a finished job's output::
+
+    GET   /discovery                                         data-plane hosts: this server
+    POST  /history/v1.0/{workspace}/rundata                  the run's outputs (asset ids)
+    POST  /data/v1.0/{workspace}/dataversion/batchGetResolvedUris   asset id -> azureml:// URI
+    *     /devstoreaccount1/...                              relayed to Azurite
+
+The SDK builds storage URLs as ``https://{account}.blob.{suffix}``; the datastore's account is
+named ``127.0.0.1:{port}/devstoreaccount1#`` so that URL lands here (the ``#`` swallows the
+suffix), and the fake relays it to Azurite. Anything else answers 404 with a message naming
+the request. Every request is recorded in ``requests`` so tests assert on what the SDK sent.
+Controls: ``fail_next`` (answer the next N matching requests with 429/503/...), ``computes``,
+``set_job_status`` and ``complete_job`` (write the score output and mark the job Completed).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import re
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import trustme
+from azure.core.credentials import AccessToken
+from azure.storage.blob import (
+    BlobServiceClient,
+    ContainerClient,
+    ContainerSasPermissions,
+    generate_container_sas,
+)
+
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+RESOURCE_GROUP = "rg-retrain"
+WORKSPACE = "ws-retrain"
+TENANT = "11111111-1111-1111-1111-111111111111"
+WORKSPACE_PATH = (
+    f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}"
+    f"/providers/Microsoft.MachineLearningServices/workspaces/{WORKSPACE}"
+)
+# The service's words for a duplicate job name (Azure ML answers HTTP 400, code UserError).
+JOB_EXISTS = (
+    "A job with this name already exists. If you are trying to create a new job, use a different "
+    "name. If you are trying to update an existing job, the existing job's Settings, Inputs, "
+    "Outputs, Jobs, InputBindings, OutputBindings cannot be changed."
+)
+ASSETS = ("codes", "environments", "components", "data")
+OUTPUT = "output_result"  # the pipeline output that carries score_node's metrics.json
+DATASTORE = "workspaceblobstore"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request as the fake saw it (path without the query; body parsed when JSON)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    status: int
+
+    @property
+    def tail(self) -> str:
+        """The path after the workspace prefix, e.g. ``/jobs/fashion-retrain-x``."""
+        return self.path.removeprefix(WORKSPACE_PATH)
+
+
+@dataclass
+class _Fault:
+    pattern: re.Pattern[str]
+    method: str | None
+    status: int
+    remaining: int
+
+
+class FakeCredential:
+    """A TokenCredential whose token is an unsigned JWT for Azure ML (``aud`` is checked)."""
+
+    def __init__(self) -> None:
+        self.scopes: list[tuple[str, ...]] = []
+
+    def get_token(self, *scopes: str, **_: Any) -> AccessToken:
+        self.scopes.append(scopes)
+        expires = int(time.time()) + 3600
+        claims = {"aud": "https://ml.azure.com", "tid": TENANT, "oid": "fake-oid", "exp": expires}
+        token = ".".join(_b64(part) for part in ({"alg": "none", "typ": "JWT"}, claims)) + "."
+        return AccessToken(token, expires)
+
+
+def _b64(obj: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+@dataclass
+class FakeAzureML:
+    """State and controls of one fake workspace; ``serve()`` runs it on loopback."""
+
+    storage_connection: str  # Azurite: the workspace's storage
+    computes: set[str] = field(default_factory=lambda: {"cpu-cluster", "gpu-cluster"})
+    code_container: str = field(
+        default_factory=lambda: f"azureml-blobstore-{uuid.uuid4().hex[:12]}"
+    )
+    requests: list[Recorded] = field(default_factory=list)
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> resource
+    url: str = ""
+    ca_file: str = ""
+    _faults: list[_Fault] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # ---- controls -------------------------------------------------------------------------
+    def fail_next(self, path: str, count: int = 1, status: int = 503, method: str | None = None):
+        """Answer the next ``count`` requests whose path matches regex ``path`` with ``status``."""
+        self._faults.append(_Fault(re.compile(path), method, status, count))
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    def set_job_status(self, name: str, status: str) -> None:
+        self.job(name)["properties"]["status"] = status
+
+    def complete_job(self, name: str, outputs: dict[str, bytes]) -> None:
+        """Write files into the job's ``output_result`` folder (Azurite); mark it Completed."""
+        container = self._container()
+        for file, data in outputs.items():
+            container.upload_blob(self._output_prefix(name) + file, data, overwrite=True)
+        self.job(name)["outputs_written"] = True
+        self.set_job_status(name, "Completed")
+
+    def calls(self, method: str, pattern: str) -> list[Recorded]:
+        """Recorded requests with this method whose workspace-relative path matches ``pattern``."""
+        return [r for r in self.requests if r.method == method and re.search(pattern, r.tail)]
+
+    @property
+    def storage_endpoint(self) -> str:
+        service = BlobServiceClient.from_connection_string(self.storage_connection)
+        return service.url
+
+    def job(self, name: str) -> dict[str, Any]:
+        return self.resources[f"{WORKSPACE_PATH}/jobs/{name}"]
+
+    # ---- serving --------------------------------------------------------------------------
+    @contextmanager
+    def serve(self, ca: trustme.CA, ca_file: str) -> Iterator[FakeAzureML]:
+        """Run on 127.0.0.1 (HTTPS, cert from ``ca``) until the block exits."""
+        handler = type("Handler", (_Handler,), {"fake": self})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.issue_cert("127.0.0.1").configure_cert(context)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{server.server_address[1]}/"
+        self.ca_file = ca_file
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    def handle(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        for fault in self._faults:
+            if fault.remaining and (fault.method in (None, method)) and fault.pattern.search(path):
+                fault.remaining -= 1
+                return fault.status, _error("ServiceUnavailable", f"fake fault {fault.status}")
+        if path == "/discovery" and method == "GET":  # the workspace's data-plane hosts: here
+            return 200, {k: self.url.rstrip("/") for k in ("api", "history", "experimentation")}
+        if path == f"/history/v1.0{WORKSPACE_PATH}/rundata" and method == "POST":
+            return self._run_data(body["runId"])
+        if path == f"/data/v1.0{WORKSPACE_PATH}/dataversion/batchGetResolvedUris":
+            return 200, {"values": {i: self._resolved_uri(i) for i in body["values"]}}
+        if not path.startswith(WORKSPACE_PATH):
+            return _not_found(method, path)
+        tail = path.removeprefix(WORKSPACE_PATH)
+        with self._lock:
+            return self._route(method, path, tail, query, body)
+
+    def _route(self, method: str, path: str, tail: str, query: dict[str, str], body: Any):
+        if tail == "" and method == "GET":
+            return 200, self._workspace()
+        if m := re.fullmatch(r"/computes/([^/]+)", tail):
+            if method == "GET" and m[1] in self.computes:
+                return 200, self._compute(m[1])
+            return 404, _error("NotFound", f"compute {m[1]} is not found in workspace {WORKSPACE}")
+        if tail == "/datastores" and method == "GET":
+            return 200, {"value": [self._datastore()]}
+        if tail == f"/datastores/{DATASTORE}" and method == "GET":
+            return 200, self._datastore()
+        if tail == f"/datastores/{DATASTORE}/listSecrets" and method == "POST":
+            return 200, {"secretsType": "Sas", "sasToken": self._sas()}
+        if method == "GET" and re.fullmatch(r"/codes/[^/]+/versions", tail):
+            return 200, {"value": self._codes_with_hash(query.get("hash"))}
+        if method == "POST" and re.fullmatch(
+            r"/codes/[^/]+/versions/[^/]+/startPendingUpload", tail
+        ):
+            return 200, self._pending_upload()
+        if re.fullmatch(rf"/({'|'.join(ASSETS)})/[^/]+/versions/[^/]+", tail):
+            if method == "PUT":
+                return self._put_asset(path, body)
+            if method == "GET":
+                return self._get(method, path)
+        if re.fullmatch(r"/jobs/[^/]+", tail):
+            if method == "PUT":
+                return self._put_job(path, body)
+            if method == "GET":
+                return self._get(method, path)
+        return _not_found(method, path)
+
+    # ---- resources --------------------------------------------------------------------------
+    def _get(self, method: str, path: str) -> tuple[int, Any]:
+        if path in self.resources:
+            return 200, self.resources[path]
+        return _not_found(method, path)
+
+    def _put_asset(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        existing = self.resources.get(path)
+        if existing is not None:  # versions are immutable: same body is fine, else conflict
+            if existing["properties"] == {**body.get("properties", {}), **_server_props(path)}:
+                return 200, existing
+            return 409, _error("Conflict", f"{_name_version(path)} already exists, immutable")
+        resource = _resource(path, body)
+        resource["properties"].update(_server_props(path))
+        self.resources[path] = resource
+        return 201, resource
+
+    def _put_job(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        if path in self.resources:
+            return 400, _error("UserError", JOB_EXISTS)
+        name = path.rsplit("/", 1)[1]
+        resource = _resource(path, body)
+        props = resource["properties"]
+        props["status"] = "NotStarted"
+        props["services"] = {
+            "Studio": {
+                "jobServiceType": "Studio",
+                "endpoint": f"https://ml.azure.com/runs/{name}?wsid={WORKSPACE_PATH}",
+            }
+        }
+        self.resources[path] = resource
+        return 201, resource
+
+    def _codes_with_hash(self, content_hash: str | None) -> list[dict[str, Any]]:
+        """Like the service: any code version in the workspace with this content hash (the SDK
+        asks under a fresh random name, so the name cannot matter)."""
+        prefix = f"{WORKSPACE_PATH}/codes/"
+        return [
+            r
+            for p, r in self.resources.items()
+            if p.startswith(prefix)
+            and content_hash
+            and r["properties"].get("properties", {}).get("hash_sha256") == content_hash
+        ]
+
+    def _pending_upload(self) -> dict[str, Any]:
+        """A fresh folder in the workspace's container, with a SAS to write it (as the service)."""
+        blob_uri = f"{self._container().url}/LocalUpload/{uuid.uuid4().hex}"
+        return {
+            "blobReferenceForConsumption": {
+                "blobUri": blob_uri,
+                "storageAccountArmId": f"{WORKSPACE_PATH}/storage/fake",
+                "credential": {"credentialType": "SAS", "sasUri": f"{blob_uri}?{self._sas()}"},
+            },
+            "pendingUploadId": uuid.uuid4().hex,
+            "pendingUploadType": "TemporaryBlobReference",
+        }
+
+    def _container(self) -> ContainerClient:
+        """The workspace's blob container in Azurite (code uploads, job outputs)."""
+        service = BlobServiceClient.from_connection_string(self.storage_connection)
+        container = service.get_container_client(self.code_container)
+        if not container.exists():
+            container.create_container()
+        return container
+
+    def _sas(self) -> str:
+        service = BlobServiceClient.from_connection_string(self.storage_connection)
+        return generate_container_sas(
+            account_name=service.account_name,
+            container_name=self.code_container,
+            account_key=service.credential.account_key,
+            permission=ContainerSasPermissions(read=True, write=True, list=True, create=True),
+            expiry=datetime.now(timezone.utc) + timedelta(hours=1),
+        )
+
+    @staticmethod
+    def _output_prefix(job_name: str) -> str:
+        return f"azureml/{job_name}/{OUTPUT}/"
+
+    def _run_data(self, run_id: str) -> tuple[int, Any]:
+        job = self.resources.get(f"{WORKSPACE_PATH}/jobs/{run_id}")
+        if job is None:
+            return _not_found("POST", f"rundata for run {run_id}")
+        outputs = {}
+        if job.get("outputs_written"):
+            asset = f"azureml://locations/westeurope/workspaces/ws/data/azureml_{run_id}_{OUTPUT}"
+            outputs[OUTPUT] = {"assetId": f"{asset}/versions/1", "type": "uri_folder"}
+        status = job["properties"]["status"]
+        return 200, {"runMetadata": {"runId": run_id, "status": status, "outputs": outputs}}
+
+    def _resolved_uri(self, asset_id: str) -> dict[str, str]:
+        run_id = re.search(rf"/data/azureml_(.+)_{OUTPUT}/", asset_id)[1]
+        path = f"azureml://datastores/{DATASTORE}/paths/{self._output_prefix(run_id)}"
+        return {"uri": path, "type": "uri_folder"}
+
+    def _workspace(self) -> dict[str, Any]:
+        return {
+            "id": WORKSPACE_PATH,
+            "name": WORKSPACE,
+            "type": "Microsoft.MachineLearningServices/workspaces",
+            "location": "westeurope",
+            "properties": {
+                "workspaceId": str(uuid.UUID(int=1)),
+                "discoveryUrl": f"{self.url}discovery",
+            },
+        }
+
+    def _compute(self, name: str) -> dict[str, Any]:
+        return {
+            "id": f"{WORKSPACE_PATH}/computes/{name}",
+            "name": name,
+            "type": "Microsoft.MachineLearningServices/workspaces/computes",
+            "location": "westeurope",
+            "properties": {
+                "computeType": "AmlCompute",
+                "computeLocation": "westeurope",
+                "provisioningState": "Succeeded",
+                "properties": {
+                    "vmSize": "STANDARD_NC4AS_T4_V3" if "gpu" in name else "STANDARD_DS3_V2",
+                    "vmPriority": "Dedicated",
+                    "scaleSettings": {"minNodeCount": 0, "maxNodeCount": 4},
+                },
+            },
+        }
+
+    def _datastore(self) -> dict[str, Any]:
+        return {
+            "id": f"{WORKSPACE_PATH}/datastores/{DATASTORE}",
+            "name": DATASTORE,
+            "type": "Microsoft.MachineLearningServices/workspaces/datastores",
+            "properties": {
+                "datastoreType": "AzureBlob",
+                # https://{account}.blob.{suffix} -> https://127.0.0.1:{port}/devstoreaccount1
+                "accountName": f"{urlsplit(self.url).netloc}/devstoreaccount1#",
+                "containerName": self.code_container,
+                "endpoint": "core.windows.net",
+                "protocol": "https",
+                "isDefault": True,
+                "credentials": {"credentialsType": "Sas", "secrets": {"secretsType": "Sas"}},
+            },
+        }
+
+
+def _resource(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    parts = path.strip("/").split("/")
+    now = datetime.now(timezone.utc).isoformat()
+    return {
+        "id": path,
+        "name": parts[-1],
+        "type": "Microsoft.MachineLearningServices/workspaces/" + "/".join(parts[8:-1:2]),
+        "properties": dict(body.get("properties", {})),
+        "systemData": {"createdAt": now, "createdBy": "fake", "lastModifiedAt": now},
+    }
+
+
+def _server_props(path: str) -> dict[str, Any]:
+    return {"provisioningState": "Succeeded"} if "/versions/" in path else {}
+
+
+def _name_version(path: str) -> str:
+    parts = path.rsplit("/", 3)
+    return f"{parts[-3]}:{parts[-1]}"
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def _not_found(method: str, path: str) -> tuple[int, Any]:
+    return 404, _error("NotFound", f"fake Azure ML: no such resource or route: {method} {path}")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeAzureML
+    protocol_version = "HTTP/1.1"
+
+    def _serve(self) -> None:
+        url = urlsplit(self.path)
+        if url.path.startswith("/devstoreaccount1/"):
+            return self._relay_to_storage()
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        try:
+            status, payload = self.fake.handle(self.command, url.path, query, body)
+        except Exception as exc:  # a bug in the fake: say so, loudly, as a 500
+            status, payload = 500, _error("FakeBug", f"{type(exc).__name__}: {exc}")
+        self.fake.requests.append(Recorded(self.command, url.path, query, body, status))
+        out = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        if status in (429, 503):
+            self.send_header("Retry-After", "0")
+        self.end_headers()
+        self.wfile.write(out)
+
+    def _relay_to_storage(self) -> None:
+        """Pass a storage request through to Azurite, byte for byte."""
+        target = urlsplit(self.fake.storage_endpoint)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+        conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+        try:
+            conn.request(self.command, self.path, body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+        finally:
+            conn.close()
+        self.fake.requests.append(
+            Recorded(self.command, self.path.split("?")[0], {}, None, response.status)
+        )
+        self.send_response(response.status)
+        for key, value in response.getheaders():
+            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read `requests`
+        pass

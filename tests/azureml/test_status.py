@@ -1,0 +1,115 @@
+"""Job status through the real SDK: the GET, the status mapping, and the score metrics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from retrain.backends import RunStatus
+from retrain.backends.azureml import STATUS_MAP
+from retrain.errors import NotFoundError, TransientError
+
+AZURE_ML_STATUSES = {  # every status the service reports, and what the ledger records
+    "NotStarted": RunStatus.SUBMITTED,
+    "Queued": RunStatus.SUBMITTED,
+    "Preparing": RunStatus.SUBMITTED,
+    "Provisioning": RunStatus.SUBMITTED,
+    "Starting": RunStatus.SUBMITTED,
+    "Running": RunStatus.RUNNING,
+    "Finalizing": RunStatus.RUNNING,
+    "CancelRequested": RunStatus.RUNNING,
+    "Completed": RunStatus.COMPLETED,
+    "Failed": RunStatus.FAILED,
+    "Canceled": RunStatus.CANCELED,
+    "NotResponding": RunStatus.FAILED,
+    "Paused": RunStatus.CANCELED,
+}
+METRICS = {"accuracy": 0.9123, "count": 10000, "per_class": {"0": {"precision": 0.9}}}
+
+
+@pytest.fixture
+def job_name(backend, make_request) -> str:
+    return backend.submit(make_request("batch-status")).job_name
+
+
+def test_every_service_status_is_read_and_mapped(backend, use_fake, job_name):
+    assert set(STATUS_MAP) == set(AZURE_ML_STATUSES)
+    for raw, expected in AZURE_ML_STATUSES.items():
+        if raw == "Completed":
+            continue  # reads metrics too: its own tests below
+        use_fake.set_job_status(job_name, raw)
+        before = len(use_fake.requests)
+
+        state = backend.job_state(job_name)
+
+        assert (state.status, state.raw_status) == (expected, raw)
+        assert state.details["studio_url"].startswith("https://ml.azure.com/runs/")
+        assert [r.tail for r in use_fake.requests[before:]] == [f"/jobs/{job_name}"]
+        if expected in (RunStatus.FAILED, RunStatus.CANCELED):
+            assert raw in state.error and job_name in state.error
+        else:
+            assert state.error is None
+
+
+def test_completed_job_carries_the_score_metrics(backend, use_fake, job_name):
+    use_fake.complete_job(
+        job_name, {"metrics.json": json.dumps(METRICS).encode(), "report.png": b"\x89PNG"}
+    )
+    state = backend.job_state(job_name)
+
+    assert state.status is RunStatus.COMPLETED
+    assert state.metrics == METRICS
+    assert "metrics_error" not in state.details
+    downloads = [r.path for r in use_fake.requests if r.path.startswith("/devstoreaccount1/")]
+    assert any(p.endswith(f"/azureml/{job_name}/output_result/metrics.json") for p in downloads)
+
+
+@pytest.mark.parametrize(
+    ("outputs", "problem"),
+    [
+        ({"report.png": b"\x89PNG"}, "has no metrics.json"),
+        ({"metrics.json": b"{not json"}, "is not JSON"),
+        ({"metrics.json": b'{"count": 3}'}, "has no accuracy"),
+    ],
+)
+def test_completed_without_usable_metrics_is_still_completed(
+    backend, use_fake, job_name, outputs, problem
+):
+    use_fake.complete_job(job_name, outputs)
+    state = backend.job_state(job_name)
+
+    assert state.status is RunStatus.COMPLETED
+    assert state.metrics is None
+    assert problem in state.details["metrics_error"]
+
+
+def test_metrics_unavailable_for_now_is_transient(backend, use_fake, job_name):
+    use_fake.complete_job(job_name, {"metrics.json": json.dumps(METRICS).encode()})
+    use_fake.fail_next(r"/rundata$", count=100, status=503)
+    with pytest.raises(TransientError, match=r"download output_result .*HTTP 503"):
+        backend.job_state(job_name)
+    use_fake.clear_faults()  # the service is back: the sweep's next tick reads them
+    assert backend.job_state(job_name).metrics == METRICS
+
+
+def test_a_throttled_status_read_is_retried(backend, use_fake, job_name):
+    use_fake.set_job_status(job_name, "Running")
+    use_fake.fail_next(rf"/jobs/{job_name}$", count=2, status=429, method="GET")
+    assert backend.job_state(job_name).status is RunStatus.RUNNING
+    assert [r.status for r in use_fake.calls("GET", rf"^/jobs/{job_name}$")][-3:] == [
+        429,
+        429,
+        200,
+    ]
+
+
+def test_status_read_failing_beyond_the_retry_budget_is_transient(backend, use_fake, job_name):
+    use_fake.fail_next(rf"/jobs/{job_name}$", count=50, status=503, method="GET")
+    with pytest.raises(TransientError, match="HTTP 503"):
+        backend.job_state(job_name)
+
+
+def test_an_unknown_job_is_not_found(backend, use_fake):
+    with pytest.raises(NotFoundError, match="fashion-retrain-nope"):
+        backend.job_state("fashion-retrain-nope")

@@ -1,0 +1,252 @@
+"""Submission through the real azure-ai-ml SDK against the loopback fake: what goes on the wire."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from amlhelpers import aml_settings, point_client_at
+from azure.storage.blob import BlobServiceClient
+from fake_azureml import WORKSPACE_PATH, FakeAzureML
+
+from pipeline_builder import load_components
+from retrain.backends import DataAsset, RunStatus
+from retrain.backends.azureml import AzureMLBackend
+from retrain.errors import ConfigurationError, NotFoundError, SubmissionError, TransientError
+
+
+def test_submit_registers_data_version_then_creates_the_job(backend, use_fake, make_request):
+    request = make_request("batch-7")
+    submission = backend.submit(request)
+
+    (data_put,) = use_fake.calls("PUT", r"^/data/")
+    assert data_put.tail == f"/data/fashion-mnist/versions/{request.data_version}"
+    props = data_put.body["properties"]
+    assert props["dataType"] == "uri_folder"
+    assert props["dataUri"] == "https://landingacct.blob.core.windows.net/landing/batch-7/"
+    assert props["tags"]["source"] == "landing/batch-7"
+    assert props["tags"]["run_id"] == request.run_id
+    for blob in request.data.blobs:
+        file = blob.name.rsplit("/", 1)[1]
+        assert props["tags"][f"url:{file}"] == blob.url
+        assert props["tags"][f"etag:{file}"] == blob.etag.strip('"')
+
+    (job_put,) = use_fake.calls("PUT", r"^/jobs/")
+    assert job_put.tail == f"/jobs/{request.job_name}"
+    job = job_put.body["properties"]
+    assert job["jobType"] == "Pipeline"
+    assert job["experimentName"] == "fashion-retraining"
+    assert job["inputs"]["pipeline_input_data"] == {
+        "uri": f"{WORKSPACE_PATH}/data/fashion-mnist/versions/{request.data_version}",
+        "jobInputType": "uri_folder",
+    }
+    assert set(job["jobs"]) == {"prepare_data_node", "train_node", "score_node"}
+    assert job["jobs"]["train_node"]["computeId"] == f"{WORKSPACE_PATH}/computes/gpu-cluster"
+    assert "computeId" not in job["jobs"]["prepare_data_node"]  # on the pipeline's default
+    assert "computeId" not in job["jobs"]["score_node"]
+    assert job["settings"]["default_compute"] == f"{WORKSPACE_PATH}/computes/cpu-cluster"
+    # The data version is registered before the job that reads it is created.
+    assert use_fake.requests.index(data_put) < use_fake.requests.index(job_put)
+
+    assert submission.job_name == request.job_name
+    assert submission.status is RunStatus.SUBMITTED
+    assert submission.data_asset == f"fashion-mnist:{request.data_version}"
+    assert submission.already_existed is False
+    assert submission.studio_url.startswith(f"https://ml.azure.com/runs/{request.job_name}?")
+
+
+def test_settings_choose_computes_experiment_and_training_parameters(use_fake, make_request):
+    settings = aml_settings(
+        cpu_compute="cpu-small", gpu_compute="gpu-big", experiment_name="nightly", epochs=3
+    )
+    use_fake.computes |= {"cpu-small", "gpu-big"}
+    request = make_request(
+        cpu_compute="cpu-small", gpu_compute="gpu-big", experiment_name="nightly", epochs=3
+    )
+    AzureMLBackend(settings).submit(request)
+
+    (job_put,) = use_fake.calls("PUT", r"^/jobs/")
+    job = job_put.body["properties"]
+    assert job["experimentName"] == "nightly"
+    assert job["jobs"]["train_node"]["computeId"].endswith("/computes/gpu-big")
+    assert job["settings"]["default_compute"].endswith("/computes/cpu-small")
+    assert job["jobs"]["train_node"]["inputs"]["epochs"]["value"] == "3"
+
+
+def test_serverless_gpu_sends_an_instance_type_instead_of_a_cluster(use_fake, make_request):
+    settings = aml_settings(gpu_compute="serverless")
+    AzureMLBackend(settings).submit(make_request(gpu_compute="serverless"))
+
+    (job_put,) = use_fake.calls("PUT", r"^/jobs/")
+    train = job_put.body["properties"]["jobs"]["train_node"]
+    assert train["computeId"] == f"{WORKSPACE_PATH}/computes/serverless"
+    assert train["resources"]["instance_type"] == settings.gpu_instance_type
+    assert not use_fake.calls("GET", r"^/computes/serverless")
+
+
+def test_second_submission_of_the_same_batch_returns_the_same_job(backend, use_fake, make_request):
+    first = backend.submit(make_request("batch-7"))
+    again = backend.submit(make_request("batch-7"))
+
+    assert len(use_fake.calls("PUT", r"^/jobs/")) == 1
+    assert len(use_fake.calls("PUT", r"^/data/")) == 1
+    assert again.already_existed is True
+    assert (again.job_name, again.studio_url, again.data_asset) == (
+        first.job_name,
+        first.studio_url,
+        first.data_asset,
+    )
+
+
+def test_job_created_by_a_racing_submitter_is_read_back(backend, use_fake, make_request):
+    request = make_request("batch-7")
+    backend.submit(request)
+    # A second submitter's look-up misses the job (it was created in between), so it PUTs:
+    use_fake.fail_next(rf"/jobs/{request.job_name}$", status=404, method="GET")
+    again = backend.submit(request)
+
+    job_puts = use_fake.calls("PUT", r"^/jobs/")
+    assert [p.status for p in job_puts] == [201, 400]  # the service refused the duplicate
+    assert again.already_existed is True
+    assert again.job_name == request.job_name
+
+
+def test_another_batch_on_a_warm_process_uploads_no_component_code(cold_process, make_request):
+    backend = AzureMLBackend(aml_settings())
+    backend.submit(make_request("batch-1"))
+    code_blobs = _blob_names(cold_process)
+    assert code_blobs, "the first submission uploads the three components' code"
+    assert len(cold_process.calls("POST", r"/startPendingUpload$")) == 3
+    before = len(cold_process.requests)
+
+    backend.submit(make_request("batch-2"))
+
+    warm = cold_process.requests[before:]
+    assert [r.tail.split("/")[1] for r in warm if r.method != "GET"] == ["data", "jobs"]
+    assert not [r for r in warm if r.tail.startswith(("/codes", "/components", "/environments"))]
+    assert _blob_names(cold_process) == code_blobs
+
+
+def _restart_process(fake: FakeAzureML) -> None:
+    """Forget everything this process learned: component objects and the client."""
+    load_components.cache_clear()
+    point_client_at(fake)
+
+
+def test_a_new_process_finds_unchanged_code_by_its_hash(cold_process, make_request):
+    AzureMLBackend(aml_settings()).submit(make_request("batch-1"))
+    assert len(cold_process.calls("POST", r"/startPendingUpload$")) == 3
+    _restart_process(cold_process)
+    AzureMLBackend(aml_settings()).submit(make_request("batch-2"))
+
+    assert len(cold_process.calls("POST", r"/startPendingUpload$")) == 3  # none more
+    lookups = cold_process.calls("GET", r"^/codes/[^/]+/versions$")
+    assert len(lookups) == 6 and all(r.query.get("hash") for r in lookups)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_throttling_and_unavailability_are_retried_by_the_sdk_policy(
+    backend, use_fake, make_request, status
+):
+    request = make_request()
+    use_fake.fail_next(r"/jobs/", count=2, status=status, method="PUT")
+    use_fake.fail_next(r"/data/", count=1, status=status, method="PUT")
+
+    submission = backend.submit(request)
+
+    assert [p.status for p in use_fake.calls("PUT", r"^/jobs/")] == [status, status, 201]
+    assert [p.status for p in use_fake.calls("PUT", r"^/data/")] == [status, 201]
+    assert submission.job_name == request.job_name
+    assert use_fake.job(request.job_name)["properties"]["status"] == "NotStarted"
+
+
+def test_unavailable_beyond_the_retry_budget_is_transient_and_creates_nothing(
+    backend, use_fake, make_request
+):
+    use_fake.fail_next(r"/jobs/", count=50, status=503, method="PUT")
+    with pytest.raises(TransientError, match=r"HTTP 503"):
+        backend.submit(make_request())
+    assert not [r for r in use_fake.calls("PUT", r"^/jobs/") if r.status < 300]
+
+
+def test_unknown_compute_fails_with_a_clear_permanent_error(backend, use_fake, make_request):
+    use_fake.computes.discard("gpu-cluster")
+    with pytest.raises(ConfigurationError) as caught:
+        backend.submit(make_request())
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "train_node.compute" in message and "gpu-cluster" in message
+    assert not use_fake.calls("PUT", r"^/jobs/")
+
+
+def test_forbidden_is_a_permanent_error_naming_the_role(backend, use_fake, make_request):
+    use_fake.fail_next(r"/jobs/", status=403, method="GET")
+    with pytest.raises(SubmissionError, match=r"not authorized.*HTTP 403.*AzureML Data Scientist"):
+        backend.submit(make_request())
+    assert not use_fake.calls("PUT", "")
+
+
+def test_missing_workspace_is_a_configuration_error(use_fake, make_request):
+    settings = aml_settings(workspace_name="no-such-workspace")
+    with pytest.raises(ConfigurationError, match=r"not found.*no-such-workspace"):
+        AzureMLBackend(settings).submit(make_request())
+
+
+def test_a_data_version_left_by_a_failed_attempt_is_reused(backend, use_fake, make_request):
+    request = make_request()
+    use_fake.fail_next(r"/jobs/", status=400, method="PUT")
+    with pytest.raises(SubmissionError):
+        backend.submit(request)
+    submission = backend.submit(request)
+
+    assert [p.status for p in use_fake.calls("PUT", r"^/data/")] == [201]
+    assert submission.already_existed is False
+    assert use_fake.job(request.job_name)
+
+
+def test_a_data_version_pointing_elsewhere_is_refused(backend, use_fake, make_request):
+    request = make_request("batch-1")
+    backend.submit(request)
+    clash = replace(make_request("batch-2"), data_version=request.data_version)  # other folder
+    with pytest.raises(SubmissionError, match=r"already exists at .*batch-1/, not .*batch-2/"):
+        backend.submit(clash)
+
+
+def test_an_existing_data_asset_is_used_as_is(backend, use_fake, make_request):
+    asset = _register_asset(use_fake, "curated", "3")
+    request = replace(make_request(), data=asset, data_version="")
+    submission = backend.submit(request)
+
+    assert not use_fake.calls("PUT", r"^/data/")
+    (job_put,) = use_fake.calls("PUT", r"^/jobs/")
+    uri = job_put.body["properties"]["inputs"]["pipeline_input_data"]["uri"]
+    assert uri == f"{WORKSPACE_PATH}/data/curated/versions/3"
+    assert submission.data_asset == "curated:3"
+
+
+def test_an_unknown_data_asset_is_not_found(backend, use_fake, make_request):
+    request = replace(make_request(), data=DataAsset("nope", "9"), data_version="")
+    with pytest.raises(NotFoundError, match="azureml:nope:9"):
+        backend.submit(request)
+    assert not use_fake.calls("PUT", "")
+
+
+def _register_asset(fake: FakeAzureML, name: str, version: str) -> DataAsset:
+    fake.handle(
+        "PUT",
+        f"{WORKSPACE_PATH}/data/{name}/versions/{version}",
+        {},
+        {
+            "properties": {
+                "dataType": "uri_folder",
+                "dataUri": "https://x.blob.core.windows.net/c/p/",
+            }
+        },
+    )
+    return DataAsset(name, version)
+
+
+def _blob_names(fake: FakeAzureML) -> list[str]:
+    service = BlobServiceClient.from_connection_string(fake.storage_connection)
+    container = service.get_container_client(fake.code_container)
+    return sorted(b.name for b in container.list_blobs()) if container.exists() else []
