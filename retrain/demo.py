@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is not None:
         os.environ["TRAIN_EPOCHS"] = str(args.epochs)
     _show_logs()
-    with tempfile.TemporaryDirectory(prefix="retrain-demo-") as tmp, _azurite(Path(tmp)) as conn:
+    with tempfile.TemporaryDirectory(prefix="retrain-demo-") as tmp, azurite(Path(tmp)) as conn:
         os.environ["DataStorage"] = conn  # noqa: SIM112 - the app setting's real name
         return _flow(args, Path(tmp))
 
@@ -184,7 +184,7 @@ def azurite_binary() -> str:
 
 
 @contextmanager
-def _azurite(location: Path) -> Iterator[str]:
+def azurite(location: Path) -> Iterator[str]:
     """Azurite's blob service on 127.0.0.1 (a free port) for the block; its connection string."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -4,7 +4,9 @@ Layout of the runs container::
 
     runs/<run_id>.json         the record (RunRecord as JSON)
     active/<run_id>            empty marker while the run is not terminal: the sweep lists these,
-                               so its cost grows with active runs, not with history
+                               so its cost grows with active runs, not with history. Its metadata
+                               mirrors what the sweep needs (job name, status, raw status,
+                               submitted), so a tick reads no record whose job has not moved
     recent/<inverted-ms>-<id>  empty marker per run, named so that a plain listing (name order)
                                yields the newest runs first: ``recent(n)`` reads n names
 
@@ -100,10 +102,52 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class ActiveEntry:
-    """A run the active index lists, with when it was marked."""
+    """A run the active index lists: when it was marked, and the record's state as of the last
+    write (None where the marker carries none)."""
 
     run_id: str
     marked_at: datetime
+    job_name: str | None = None
+    status: RunStatus | None = None
+    raw_status: str | None = None
+    submitted: bool = False
+
+    def matches(self, record: RunRecord) -> bool:
+        return _marker(record) == _marker_of(self)
+
+
+def _marker(record: RunRecord) -> dict[str, str]:
+    """The active marker's metadata for ``record``."""
+    return {
+        "job": record.job_name or "",
+        "status": record.status.value,
+        "raw": record.raw_status or "",
+        "submitted": "1" if record.submitted_at else "0",
+    }
+
+
+def _marker_of(entry: ActiveEntry) -> dict[str, str]:
+    return {
+        "job": entry.job_name or "",
+        "status": entry.status.value if entry.status else "",
+        "raw": entry.raw_status or "",
+        "submitted": "1" if entry.submitted else "0",
+    }
+
+
+def _entry(name: str, marked_at: datetime, meta: dict[str, str]) -> ActiveEntry:
+    try:
+        status = RunStatus(meta["status"])
+    except (KeyError, ValueError):
+        return ActiveEntry(name, marked_at)
+    return ActiveEntry(
+        name,
+        marked_at,
+        job_name=meta.get("job") or None,
+        status=status,
+        raw_status=meta.get("raw") or None,
+        submitted=meta.get("submitted") == "1",
+    )
 
 
 class Ledger:
@@ -117,10 +161,11 @@ class Ledger:
         self.store.ensure_container(self.container)
 
     def get(self, run_id: str) -> RunRecord | None:
-        found = self._read(run_id)
+        found = self.read(run_id)
         return found[0] if found else None
 
-    def _read(self, run_id: str) -> tuple[RunRecord, str] | None:
+    def read(self, run_id: str) -> tuple[RunRecord, str] | None:
+        """The record and its ETag, or None."""
         self._ready()
         found = self.store.read_json(self.container, f"{RECORDS}{run_id}.json")
         if found is None:
@@ -132,7 +177,7 @@ class Ledger:
         """Create ``record`` unless a record with its id exists. True if this call created it."""
         self._ready()
         if not record.terminal:
-            self.store.put(self.container, f"{ACTIVE}{record.run_id}")
+            self.mark(record)
         name = f"{RECORDS}{record.run_id}.json"
         if self.store.create_json(self.container, name, record.to_dict()) is None:
             return False
@@ -142,20 +187,28 @@ class Ledger:
         return True
 
     def update(
-        self, run_id: str, change: Callable[[RunRecord], RunRecord | None]
+        self,
+        run_id: str,
+        change: Callable[[RunRecord], RunRecord | None],
+        *,
+        current: tuple[RunRecord, str] | None = None,
+        unmark: bool = True,
     ) -> tuple[RunRecord, bool]:
         """Apply ``change`` to the current record under an ETag guard, retrying lost races.
 
         ``change`` returns the new record, or None for "leave it". A terminal record is never
-        passed to ``change``. Returns (record now stored, whether this call changed it).
+        passed to ``change``. ``current`` (record, ETag) just read saves the first read;
+        ``unmark=False`` leaves a terminal run's marker for the caller to drop in bulk
+        (``unmark_many``). Returns (record now stored, whether this call changed it).
         """
         for attempt in range(UPDATE_ATTEMPTS):
-            found = self._read(run_id)
+            found = current if attempt == 0 and current is not None else self.read(run_id)
             if found is None:
                 raise NotFoundError(f"run {run_id}: no such run")
             record, etag = found
             if record.terminal:
-                self._unmark(record)
+                if unmark:
+                    self._unmark(record)
                 return record, False
             new = change(record)
             if new is None or new == record:
@@ -168,9 +221,17 @@ class Ledger:
             except ETagMismatch:
                 time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
                 continue
-            self._unmark(new)
+            if new.terminal:
+                if unmark:
+                    self._unmark(new)
+            elif _marker(new) != _marker(record):
+                self.mark(new)
             return new, True
         raise TransientError(f"run {run_id}: too many concurrent updates")
+
+    def mark(self, record: RunRecord) -> None:
+        """Put ``record`` in the active index, with the state the sweep compares against."""
+        self.store.put(self.container, f"{ACTIVE}{record.run_id}", metadata=_marker(record))
 
     def _unmark(self, record: RunRecord) -> None:
         if record.terminal:
@@ -180,12 +241,16 @@ class Ledger:
         """Drop ``run_id`` from the active index (a stale marker)."""
         self.store.delete(self.container, f"{ACTIVE}{run_id}")
 
+    def unmark_many(self, run_ids: list[str]) -> None:
+        """Drop many runs from the active index, in batch requests (256 per request)."""
+        self.store.delete_many(self.container, [f"{ACTIVE}{run_id}" for run_id in run_ids])
+
     def active(self) -> list[ActiveEntry]:
         """Runs not yet terminal, from the active index: cost grows with active runs only."""
         self._ready()
         return [
-            ActiveEntry(blob.name[len(ACTIVE) :], blob.last_modified)
-            for blob in self.store.list(self.container, ACTIVE)
+            _entry(blob.name[len(ACTIVE) :], blob.last_modified, dict(blob.metadata))
+            for blob in self.store.list(self.container, ACTIVE, metadata=True)
         ]
 
     def recent(self, limit: int = 20) -> list[RunRecord]:

@@ -16,7 +16,7 @@ import json
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # azure.storage.blob costs ~0.25 s to import: only on first u
     from .settings import Settings
 
 RETRY = {"initial_backoff": 0.5, "increment_base": 2, "retry_total": 3, "random_jitter_range": 1}
+BATCH = 256  # sub-requests in one blob batch request (the service's limit)
 TIMEOUTS = {"connection_timeout": 5, "read_timeout": 30}
 
 
@@ -46,6 +47,7 @@ class BlobInfo:
     size: int
     last_modified: datetime
     url: str
+    metadata: Mapping[str, str] = field(default_factory=dict)  # listed only when asked for
 
 
 @contextmanager
@@ -118,13 +120,23 @@ class BlobStore:
             self._container(container).create_container()
         self._containers_ready.add(container)
 
-    def list(self, container: str, prefix: str = "", limit: int | None = None) -> list[BlobInfo]:
-        """Blobs under ``prefix`` in name order, at most ``limit``; [] without the container."""
+    def list(
+        self,
+        container: str,
+        prefix: str = "",
+        limit: int | None = None,
+        *,
+        metadata: bool = False,
+    ) -> list[BlobInfo]:
+        """Blobs under ``prefix`` in name order, at most ``limit`` (with their metadata if
+        asked); [] when the container does not exist."""
         found: list[BlobInfo] = []
         try:
             with _mapped(f"{container}/{prefix}*"):
                 pages = self._container(container).list_blobs(
-                    name_starts_with=prefix or None, results_per_page=limit
+                    name_starts_with=prefix or None,
+                    results_per_page=limit,
+                    include=["metadata"] if metadata else None,
                 )
                 for blob in pages:
                     found.append(
@@ -134,6 +146,7 @@ class BlobStore:
                             size=blob.size,
                             last_modified=blob.last_modified,
                             url=self.url(container, blob.name),
+                            metadata=dict(blob.metadata or {}),
                         )
                     )
                     if limit is not None and len(found) >= limit:
@@ -182,11 +195,25 @@ class BlobStore:
         """Overwrite the blob only if it still has ``etag`` (If-Match); else ETagMismatch."""
         return self._put(container, name, _dumps(document), etag=etag)
 
-    def put(self, container: str, name: str, data: bytes = b"") -> str:
+    def put(
+        self,
+        container: str,
+        name: str,
+        data: bytes = b"",
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
         """Write (or overwrite) a blob unconditionally; returns its ETag."""
-        return self._put(container, name, data, etag=None)
+        return self._put(container, name, data, etag=None, metadata=metadata)
 
-    def _put(self, container: str, name: str, data: bytes, *, etag: str | None) -> str:
+    def _put(
+        self,
+        container: str,
+        name: str,
+        data: bytes,
+        *,
+        etag: str | None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
         from azure.core import MatchConditions
         from azure.storage.blob import ContentSettings
 
@@ -198,7 +225,9 @@ class BlobStore:
         content = ContentSettings(content_type="application/json") if data[:1] == b"{" else None
         with _mapped(f"{container}/{name}"):
             blob = self._container(container).get_blob_client(name)
-            result = blob.upload_blob(data, content_settings=content, **kwargs)
+            result = blob.upload_blob(
+                data, content_settings=content, metadata=dict(metadata or {}), **kwargs
+            )
         return result["etag"]
 
     def delete(self, container: str, name: str) -> None:
@@ -208,6 +237,14 @@ class BlobStore:
                 self._container(container).delete_blob(name)
         except NotFoundError:
             pass
+
+    def delete_many(self, container: str, names: list[str]) -> None:
+        """Delete blobs in batch requests (up to 256 each); missing blobs are fine."""
+        for start in range(0, len(names), BATCH):
+            with _mapped(f"{container}: batch delete"):
+                self._container(container).delete_blobs(
+                    *names[start : start + BATCH], raise_on_any_failure=False
+                )
 
     def download(self, container: str, name: str, dest: Path, *, etag: str | None = None) -> None:
         """Stream the blob into ``dest``; ``etag`` pins the version (ETagMismatch if it moved)."""

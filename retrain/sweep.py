@@ -1,7 +1,8 @@
 """The timer's sweep: read each active run's job state and record how it stands.
 
-Only runs in the ledger's active index are visited, so a tick costs O(active runs), not O(history),
-and a run that needs no change costs one read. Runs are checked concurrently (at most
+Only runs in the ledger's active index are visited, so a tick costs O(active runs), not O(history):
+one listing of the index (whose metadata says where each run stood), one job-state read per run,
+and storage writes only for runs whose job moved. Runs are checked concurrently (at most
 ``SWEEP_CONCURRENCY`` at a time); one run's error is logged and counted, and that run is simply
 checked again on the next tick. Terminal statuses (Completed with the score metrics, Failed with
 the reason, Canceled) are written once: the ledger never changes a terminal record.
@@ -13,7 +14,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -98,49 +99,86 @@ def sweep(
     entries = ledger.active()
     if not entries:
         return SweepSummary()
-
-    def check(entry: ActiveEntry) -> str:
+    tick = _Tick(ledger, backend, resume, clock)
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(entries)))) as pool:
+        counts = Counter(pool.map(tick.check, entries))
+    if tick.ended:  # drop the ended runs' markers in a few batch requests, not one each
         try:
-            return _check(ledger, backend, entry, resume, clock)
+            ledger.unmark_many(tick.ended)
+        except Exception as exc:  # left behind, they are tidied on the next tick
+            log.warning("sweep: could not drop %d index entries: %s", len(tick.ended), exc)
+    return SweepSummary(active=len(entries), **counts)
+
+
+@dataclass
+class _Tick:
+    """What one sweep needs while it checks runs concurrently."""
+
+    ledger: Ledger
+    backend: Callable[[], Backend]
+    resume: Callable[[RunRecord], bool]
+    clock: Callable[[], datetime]
+    ended: list[str] = field(default_factory=list)  # list.append is atomic: no lock needed
+
+    def check(self, entry: ActiveEntry) -> str:
+        """One run's outcome; an error is logged and counted, and the run is checked again on
+        the next tick."""
+        try:
+            return self._check(entry)
         except Exception as exc:
             log.warning("sweep: run %s: %s: %s", entry.run_id, type(exc).__name__, exc)
             return "errors"
 
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(entries)))) as pool:
-        counts = Counter(pool.map(check, entries))
-    return SweepSummary(active=len(entries), **counts)
-
-
-def _check(
-    ledger: Ledger,
-    backend: Callable[[], Backend],
-    entry: ActiveEntry,
-    resume: Callable[[RunRecord], bool],
-    clock: Callable[[], datetime],
-) -> str:
-    record = ledger.get(entry.run_id)
-    if record is None:  # a claim that never got its record written; or one being written now
-        if clock() - entry.marked_at > STALE_MARKER:
-            ledger.unmark(entry.run_id)
+    def _check(self, entry: ActiveEntry) -> str:
+        if entry.submitted and entry.job_name and entry.status is not None:
+            # Fast path: the marker says where the run stood at its last write; a job that has
+            # not moved costs no storage request at all.
+            state = self._job_state(entry.job_name)
+            if not state.status.terminal and (state.status, state.raw_status) == (
+                entry.status,
+                entry.raw_status,
+            ):
+                return "unchanged"
+            found = self.ledger.read(entry.run_id)
+            if found is not None and not found[0].terminal and found[0].submitted_at:
+                return self._apply(entry, found, state)
+        else:
+            found = self.ledger.read(entry.run_id)
+        if found is None:  # a claim whose record was never written, or is being written now
+            if self.clock() - entry.marked_at > STALE_MARKER:
+                self.ledger.unmark(entry.run_id)
+                return "cleaned"
+            return "pending"
+        record = found[0]
+        if record.terminal:  # turned terminal, but the marker outlived a crash
+            self.ledger.unmark(entry.run_id)
             return "cleaned"
-        return "pending"
-    if record.terminal:  # turned terminal, but the marker outlived a crash
-        ledger.unmark(entry.run_id)
-        return "cleaned"
-    if record.submitted_at is None:
-        return "resubmitted" if resume(record) else "pending"
-    assert record.job_name is not None
-    try:
-        state = backend().job_state(record.job_name)
-    except NotFoundError as exc:
-        state = JobState(RunStatus.FAILED, "NotFound", error=f"the job is gone: {exc}")
-    if apply_state(record, state, clock()) is None:
-        return "unchanged"
-    now = clock()
-    stored, changed = ledger.update(record.run_id, lambda r: apply_state(r, state, now))
-    if not changed:
-        return "unchanged"
-    if stored.terminal:
-        log.info("run %s %s (%s)", stored.run_id, stored.status.value, stored.reason or "ok")
-        return stored.status.value.lower()
-    return "updated"
+        if record.submitted_at is None:
+            return "resubmitted" if self.resume(record) else "pending"
+        assert record.job_name is not None
+        return self._apply(entry, found, self._job_state(record.job_name))
+
+    def _job_state(self, job_name: str) -> JobState:
+        try:
+            return self.backend().job_state(job_name)
+        except NotFoundError as exc:
+            return JobState(RunStatus.FAILED, "NotFound", error=f"the job is gone: {exc}")
+
+    def _apply(self, entry: ActiveEntry, found: tuple[RunRecord, str], state: JobState) -> str:
+        record = found[0]
+        now = self.clock()
+        if apply_state(record, state, now) is None:
+            if not entry.matches(record):  # a marker left behind by a lost race: set it right
+                self.ledger.mark(record)
+            return "unchanged"
+        stored, changed = self.ledger.update(
+            record.run_id, lambda r: apply_state(r, state, now), current=found, unmark=False
+        )
+        if stored.terminal:
+            self.ended.append(stored.run_id)
+        if not changed:
+            return "unchanged"
+        if stored.terminal:
+            log.info("run %s %s (%s)", stored.run_id, stored.status.value, stored.reason or "ok")
+            return stored.status.value.lower()
+        return "updated"

@@ -132,3 +132,16 @@ def test_a_tick_with_nothing_active_builds_no_backend(settings, store):
     svc = RetrainService(settings, store=store)
     assert svc.sweep().active == 0
     assert svc._backend is None
+
+
+def test_an_uneventful_tick_reads_no_record(service, store, backend, monkeypatch):
+    runs = _runs(service, store, 3)
+    for run in runs:
+        backend.states[run.job_name] = JobState(RunStatus.RUNNING, "Running", started_at=T0)
+    assert service.sweep().updated == 3  # Submitted -> Running: each record written once
+
+    reads = []
+    real = store.read_json
+    monkeypatch.setattr(store, "read_json", lambda *a: reads.append(a) or real(*a))
+    assert service.sweep().unchanged == 3
+    assert reads == []
