@@ -69,10 +69,11 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 )
 def landing_blob(blob: func.InputStream) -> None:
     """A blob landed. Bad data is recorded (Rejected) and not retried; transient trouble raises,
-    so the host retries, and the retry can never start a second run."""
+    so the host retries, and the retry can never start a second run. A misconfigured app raises
+    too: the event ends in the poison queue, from where it can be replayed once fixed."""
     try:
         outcome = get_service().handle_blob(blob.name or "")
-    except TransientError:
+    except (TransientError, ConfigurationError):
         raise
     except PermanentError as exc:  # retrying cannot fix it: log it, keep it out of the poison queue
         log.error("landing_blob %s: %s", blob.name, exc)

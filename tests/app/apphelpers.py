@@ -126,14 +126,20 @@ def upload(store: BlobStore, container: str, batch: str, files: dict[str, bytes]
 
 
 def blob_event(store: BlobStore, path: str) -> None:
-    """Invoke ``landing_blob`` with the InputStream the host builds for ``path`` (the content
-    too: the host reads the blob for the function)."""
+    """Invoke ``landing_blob`` as the host does: the InputStream is decoded by the library's own
+    converter from the blob's content and the trigger metadata the host sends with it."""
     container, _, name = path.partition("/")
     listed = [b for b in store.list(container, name) if b.name == name]
     data = store.read_range(container, name, 0, listed[0].size) if listed else b""
-    stream = func.blob.InputStream(
-        data=data, name=path, uri=store.url(container, name), length=len(data)
+    metadata = {
+        "BlobTrigger": func.meta.Datum(path, "string"),  # "container/blob name"
+        "Uri": func.meta.Datum(store.url(container, name), "string"),
+        "Properties": func.meta.Datum(json.dumps({"ContentLength": len(data)}), "json"),
+    }
+    stream = func.blob.BlobConverter.decode(
+        func.meta.Datum(data, "bytes"), trigger_metadata=metadata
     )
+    assert isinstance(stream, func.blob.InputStream) and stream.name == path
     function("landing_blob")(stream)
 
 

@@ -209,3 +209,13 @@ def test_storage_outage_is_transient(settings, backend):
     with pytest.raises(TransientError, match="storage unreachable"):
         svc.handle_blob(f"{settings.landing_container}/b/train-images-idx3-ubyte.gz")
     assert backend.submits == []
+
+
+def test_a_misconfigured_app_raises_so_the_event_can_be_replayed(monkeypatch, store, settings):
+    from retrain import service as service_module
+    from retrain.errors import ConfigurationError
+
+    service_module.set_service(None)
+    monkeypatch.setenv("RETRAIN_BACKEND", "kubernetes")
+    with pytest.raises(ConfigurationError, match="RETRAIN_BACKEND"):
+        blob_event(store, f"{settings.landing_container}/b/train-images-idx3-ubyte.gz")

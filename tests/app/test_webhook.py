@@ -187,3 +187,23 @@ def test_an_unexpected_error_is_a_500_without_a_stack_trace(service, backend, ba
     status, answer, _ = http("POST", "retrain", {"data": batch})
     assert status == 500
     assert "boom" not in json.dumps(answer) and "Traceback" not in json.dumps(answer)
+
+
+def test_concurrent_posts_with_one_idempotency_key_make_one_run(service, backend, batch):
+    import threading
+
+    backend.delay = 0.2
+    barrier, answers = threading.Barrier(6), []
+
+    def post() -> None:
+        barrier.wait()
+        answers.append(http("POST", "retrain", {"data": batch}, headers={"Idempotency-Key": "x"}))
+
+    threads = [threading.Thread(target=post) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {a[0] for a in answers} == {202}
+    assert len({a[1]["run_id"] for a in answers}) == 1
+    assert len(records(service)) == 1 and len(backend.submits) == 1
