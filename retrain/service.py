@@ -168,16 +168,21 @@ class RetrainService:
     def start_run(self, request: RetrainRequest, trigger: str = "http") -> tuple[RunRecord, bool]:
         """Start (or find) the run a webhook call asks for. Returns (record, whether this call
         started it). A bad batch gives a Rejected record; unknown data raises UnknownDataError."""
-        if isinstance(request.data, DataAsset):
-            source, batch = request.data.uri, None
+        data = request.data
+        if isinstance(data, DataAsset):
+            source = data.uri
         else:
-            batch = self._find_batch(request.data)
-            source = batch.source
+            source = f"{self.settings.landing_container}/{data.name}"
+        batch = None
+        if isinstance(data, BatchData) and request.idempotency_key is None:
+            batch = self._find_batch(data)  # the content is part of the run key
         run_id = http_run_id(request, source, batch.versions if batch else [])
         existing = self.ledger.get(run_id)
-        if existing is not None:
+        if existing is not None:  # a repeat: even if the batch has changed or gone since
             self._check_same_request(existing, request, source)
             return self._launch(existing, stored=True)
+        if isinstance(data, BatchData) and batch is None:
+            batch = self._find_batch(data)
         record = self._new_record(run_id, batch or source, trigger, request)
         if batch is not None:
             try:

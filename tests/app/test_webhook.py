@@ -207,3 +207,13 @@ def test_concurrent_posts_with_one_idempotency_key_make_one_run(service, backend
     assert {a[0] for a in answers} == {202}
     assert len({a[1]["run_id"] for a in answers}) == 1
     assert len(records(service)) == 1 and len(backend.submits) == 1
+
+
+def test_an_idempotent_repeat_finds_its_run_after_the_batch_is_gone(service, store, batch):
+    key = {"Idempotency-Key": "k9"}
+    first = http("POST", "retrain", {"data": batch}, headers=key)
+    for blob in store.list(service.settings.landing_container, f"{batch}/"):
+        store.delete(service.settings.landing_container, blob.name)
+    again = http("POST", "retrain", {"data": batch}, headers=key)
+    assert again[0] == 202 and again[1]["run_id"] == first[1]["run_id"]
+    assert http("POST", "retrain", {"data": batch})[0] == 404  # without the key: unknown batch
