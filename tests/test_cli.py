@@ -58,7 +58,7 @@ def env(tmp_path_factory):
     """A generated batch and an empty runs folder, with settings pointing there."""
     root = tmp_path_factory.mktemp("cli")
     batch = root / "batch"
-    write_batch(batch, n_train=600, n_test=200, seed=2)  # accuracy is test_local_executor's job
+    write_batch(batch, n_train=3000, n_test=500, seed=1)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LOCAL_RUNS_DIR", str(root / "runs"))
         mp.setenv("RETRAIN_BACKEND", "local")
@@ -69,9 +69,9 @@ def env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_run(env):
-    """One real local run through the command line, shared by the tests that read it."""
+    """The suite's one real training run, end to end, shared by the tests that read it."""
     _, batch = env
-    return cli("run", batch, "--epochs", "1", "--batch-size", "64", "--json")
+    return cli("run", batch, "--epochs", "2", "--batch-size", "64", "--json")
 
 
 # --- help and errors ----------------------------------------------------------------------------
@@ -152,22 +152,32 @@ def test_pipeline_show_for_azureml(env):
 
 
 @pytest.mark.slow
-def test_local_run_prints_summary_and_json_last(env, local_run):
+def test_local_run_end_to_end_beats_90_percent(env, local_run):
     root, batch = env
     assert local_run.code == 0, local_run.err
-    summary = local_run.last_json
+    summary = local_run.last_json  # --json: the summary is the last line
     job_name = keys.job_name(folder_key(batch))
     run_dir = root / "runs" / job_name
-    assert summary["status"] == "Completed"
-    assert summary["job_name"] == job_name
+    assert (summary["status"], summary["job_name"]) == ("Completed", job_name)
     assert summary["run_dir"] == str(run_dir)
-    assert 0 <= summary["accuracy"] <= 1
+    assert summary["accuracy"] > 0.90
+    assert summary["metrics"]["accuracy"] == summary["accuracy"]
     assert f"test accuracy: {summary['accuracy']:.4f}" in local_run.out
     assert f"run folder:    {run_dir}" in local_run.out
+    assert "[3/3] score_node done" in local_run.err  # plain progress lines when not a terminal
+
     status = json.loads((run_dir / "status.json").read_text())
-    assert status["status"] == "Completed"
-    assert status["metrics"]["accuracy"] == summary["accuracy"]
-    assert "[3/3] score_node" in local_run.err  # plain progress lines when not a terminal
+    assert (status["status"], status["step"], status["error"]) == ("Completed", None, None)
+    assert status["metrics"] == summary["metrics"]
+    assert status["duration_s"] == summary["duration_s"]
+    outputs = status["outputs"]
+    assert set(outputs) == {"prepare_data_node", "train_node", "score_node"}
+    result = Path(outputs["score_node"]["output_result"])
+    assert json.loads((result / "metrics.json").read_text()) == summary["metrics"]
+    assert any(Path(outputs["train_node"]["output_model"]).iterdir())
+    assert any(Path(outputs["prepare_data_node"]["test_data"]).iterdir())
+    for node in outputs:
+        assert (run_dir / node / "stdout.log").stat().st_size > 0
 
 
 @pytest.mark.slow
