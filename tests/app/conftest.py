@@ -19,15 +19,13 @@ from retrain.service import RetrainService
 from retrain.settings import Settings
 from retrain.storage import BlobStore
 
-# --- fixtures------------------------------------------------------------------------------------
-
-
 ROOT_CONFTEST = Path(__file__).resolve().parent.parent / "conftest.py"
 
 
 def _root_fixture_is_broken() -> bool:
     """tests/conftest.py passes --inMemoryPersistence together with --location, which Azurite
-    3.37 refuses; until that is fixed there, these tests start their own Azurite without it."""
+    3.37 refuses. Until that is fixed there, these tests start Azurite without --location (the
+    same fixture otherwise); once it is fixed, this override switches itself off."""
     root = ROOT_CONFTEST.read_text()
     return '"--inMemoryPersistence"' in root and '"--location"' in root
 
