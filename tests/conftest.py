@@ -54,7 +54,6 @@ def _azurite_binary() -> str:
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     """Start azurite-blob on 127.0.0.1 for the whole test session."""
     port = _free_port()
-    workdir = tmp_path_factory.mktemp("azurite")
     proc = subprocess.Popen(
         [
             _azurite_binary(),
@@ -62,8 +61,6 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
             "127.0.0.1",
             "--blobPort",
             str(port),
-            "--location",
-            str(workdir),
             "--skipApiVersionCheck",
             "--disableTelemetry",
             "--inMemoryPersistence",
