@@ -3,8 +3,6 @@ own per test, the fake backend, a settable clock, and the service the functions 
 
 from __future__ import annotations
 
-import socket
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,54 +16,6 @@ from retrain import service as service_module
 from retrain.service import RetrainService
 from retrain.settings import Settings
 from retrain.storage import BlobStore
-
-ROOT_CONFTEST = Path(__file__).resolve().parent.parent / "conftest.py"
-
-
-def _root_fixture_is_broken() -> bool:
-    """tests/conftest.py passes --inMemoryPersistence together with --location, which Azurite
-    3.37 refuses. Until that is fixed there, these tests start Azurite without --location (the
-    same fixture otherwise); once it is fixed, this override switches itself off."""
-    root = ROOT_CONFTEST.read_text()
-    return '"--inMemoryPersistence"' in root and '"--location"' in root
-
-
-if _root_fixture_is_broken():
-
-    @pytest.fixture(scope="session")
-    def azurite() -> Iterator[object]:
-        import importlib.util
-        import subprocess
-        import time
-
-        spec = importlib.util.spec_from_file_location("root_conftest", ROOT_CONFTEST)
-        root = importlib.util.module_from_spec(spec)
-        sys.modules["root_conftest"] = root
-        spec.loader.exec_module(root)
-        AZURITE_ACCOUNT, Azurite = root.AZURITE_ACCOUNT, root.Azurite
-        _azurite_binary, _free_port = root._azurite_binary, root._free_port
-
-        port = _free_port()
-        argv = [_azurite_binary(), "--blobHost", "127.0.0.1", "--blobPort", str(port)]
-        argv += ["--skipApiVersionCheck", "--disableTelemetry", "--inMemoryPersistence", "--silent"]
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"Azurite exited early: {proc.stderr.read().decode().strip()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    proc.kill()
-                    pytest.fail("Azurite did not start within 30 s")
-                time.sleep(0.1)
-        try:
-            yield Azurite(blob_endpoint=f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}")
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 @pytest.fixture
