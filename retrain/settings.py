@@ -49,6 +49,7 @@ class Settings:
     # Storage: a connection string, or identity-based via DataStorage__blobServiceUri.
     storage_connection: str | None = "UseDevelopmentStorage=true"
     storage_blob_uri: str | None = None
+    storage_client_id: str | None = None  # DataStorage__clientId, else AZURE_CLIENT_ID
     landing_container: str = "landing"
     runs_container: str = "runs"
 
@@ -92,6 +93,9 @@ class Settings:
         return cls(
             storage_connection=connection,
             storage_blob_uri=blob_uri,
+            storage_client_id=env.get("DataStorage__clientId", "").strip()
+            or env.get("AZURE_CLIENT_ID", "").strip()
+            or None,
             landing_container=env.get("LANDING_CONTAINER", "").strip() or cls.landing_container,
             runs_container=env.get("RUNS_CONTAINER", "").strip() or cls.runs_container,
             backend=backend,

@@ -1,9 +1,10 @@
 """The storage seam: the few blob operations the service needs, over one lazily built client.
 
 The client comes from the ``DataStorage`` connection string, or identity-based from
-``DataStorage__blobServiceUri`` with ``DefaultAzureCredential`` (``AZURE_CLIENT_ID`` picks a
-user-assigned identity). Retries are azure-core's policy (storage's ``ExponentialRetry``), tuned
-for a function that should answer in seconds, not the SDK's default of ~15 s backoffs.
+``DataStorage__blobServiceUri`` with ``DefaultAzureCredential`` (``DataStorage__clientId``, else
+``AZURE_CLIENT_ID``, picks a user-assigned identity). Retries are azure-core's policy (storage's
+``ExponentialRetry``), tuned for a function that should answer in seconds, not the SDK's default
+of ~15 s backoffs.
 
 Errors leave this module as the service's own: ``TransientError`` (throttling, 5xx, timeouts,
 connection trouble, after the retries), ``NotFoundError``, ``ConfigurationError`` (access denied)
@@ -270,7 +271,7 @@ def _build_client(settings: Settings) -> BlobServiceClient:
     if settings.storage_blob_uri:
         from azure.identity import DefaultAzureCredential
 
-        credential = DefaultAzureCredential(managed_identity_client_id=settings.client_id)
+        credential = DefaultAzureCredential(managed_identity_client_id=settings.storage_client_id)
         return BlobServiceClient(
             settings.storage_blob_uri, credential=credential, retry_policy=retry, **TIMEOUTS
         )
