@@ -1,0 +1,59 @@
+"""App settings: defaults for a laptop, one clear error per bad value, identity fallbacks."""
+
+from __future__ import annotations
+
+import pytest
+
+from retrain.errors import ConfigurationError
+from retrain.settings import PROJECT_ROOT, Settings
+
+
+def test_defaults_suit_a_laptop() -> None:
+    settings = Settings.from_env({})
+    assert settings.storage_connection == "UseDevelopmentStorage=true"
+    assert settings.backend == "local"
+    assert settings.local_runs_dir == PROJECT_ROOT / ".runs"
+    assert (settings.landing_container, settings.runs_container) == ("landing", "runs")
+
+
+def test_identity_based_storage_needs_no_connection_string() -> None:
+    settings = Settings.from_env(
+        {
+            "DataStorage__blobServiceUri": "https://acct.blob.core.windows.net",
+            "AZURE_CLIENT_ID": "ml-identity",
+        }
+    )
+    assert settings.storage_connection is None
+    assert settings.storage_blob_uri == "https://acct.blob.core.windows.net"
+    assert settings.storage_client_id == "ml-identity"
+    assert settings.client_id == "ml-identity"
+
+
+def test_storage_client_id_prefers_the_connection_setting() -> None:
+    settings = Settings.from_env({"DataStorage__clientId": "storage-id", "AZURE_CLIENT_ID": "ml"})
+    assert settings.storage_client_id == "storage-id"
+    assert settings.client_id == "ml"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("TRAIN_EPOCHS", "ten", "TRAIN_EPOCHS: expected an integer"),
+        ("TRAIN_EPOCHS", "0", "TRAIN_EPOCHS: must be at least 1"),
+        ("TRAIN_LEARNING_RATE", "-1", "TRAIN_LEARNING_RATE: must be positive"),
+        ("TRAIN_LEARNING_RATE", "fast", "TRAIN_LEARNING_RATE: expected a number"),
+        ("RETRAIN_BACKEND", "sagemaker", "RETRAIN_BACKEND: expected one of local, azureml"),
+    ],
+)
+def test_a_bad_value_names_the_setting(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_env({name: value})
+
+
+def test_pipeline_settings_take_overrides_but_ignore_none() -> None:
+    settings = Settings.from_env({"TRAIN_EPOCHS": "7", "AZUREML_GPU_COMPUTE": "serverless"})
+    pipeline = settings.pipeline_settings(epochs=None, job_name="fashion-retrain-abc")
+    assert pipeline.epochs == 7
+    assert pipeline.gpu_compute == "serverless"
+    assert pipeline.job_name == "fashion-retrain-abc"
+    assert settings.pipeline_settings(epochs=2).epochs == 2
