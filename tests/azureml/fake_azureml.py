@@ -179,6 +179,7 @@ class FakeAzureML:
         server.socket = context.wrap_socket(server.socket, server_side=True)
         self.url = f"https://127.0.0.1:{server.server_address[1]}/"
         self.ca_file = ca_file
+        self._container()  # the workspace's storage exists before anything is uploaded
         thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         thread.start()
         try:

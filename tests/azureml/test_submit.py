@@ -10,7 +10,7 @@ from azure.storage.blob import BlobServiceClient
 from fake_azureml import WORKSPACE_PATH, FakeAzureML
 
 from pipeline_builder import load_components
-from retrain.backends import DataAsset, RunStatus
+from retrain.backends import DataAsset, LocalFolder, RunStatus
 from retrain.backends.azureml import AzureMLBackend
 from retrain.errors import ConfigurationError, NotFoundError, SubmissionError, TransientError
 
@@ -250,3 +250,22 @@ def _blob_names(fake: FakeAzureML) -> list[str]:
     service = BlobServiceClient.from_connection_string(fake.storage_connection)
     container = service.get_container_client(fake.code_container)
     return sorted(b.name for b in container.list_blobs()) if container.exists() else []
+
+
+def test_a_local_folder_is_uploaded_to_the_workspace_and_registered(
+    backend, use_fake, make_request, tmp_path
+):
+    from retrain.fashion_data import write_batch
+
+    folder = tmp_path / "my-batch"
+    write_batch(folder, n_train=20, n_test=10)
+    request = replace(make_request(), data=LocalFolder(folder))
+    submission = backend.submit(request)
+
+    (data_put,) = use_fake.calls("PUT", r"^/data/")
+    uri = data_put.body["properties"]["dataUri"]
+    assert uri.startswith("azureml://datastores/workspaceblobstore/paths/LocalUpload/")
+    assert uri.endswith("/my-batch")
+    stored = [name for name in _blob_names(use_fake) if name.startswith(uri.split("/paths/")[1])]
+    assert sorted(n.rsplit("/", 1)[1] for n in stored) == sorted(p.name for p in folder.iterdir())
+    assert submission.data_asset == f"fashion-mnist:{request.data_version}"
