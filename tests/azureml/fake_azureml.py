@@ -39,6 +39,7 @@ import base64
 import http.client
 import json
 import re
+import socket
 import ssl
 import threading
 import time
@@ -412,6 +413,12 @@ def _not_found(method: str, path: str) -> tuple[int, Any]:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeAzureML
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes; without this, Nagle's algorithm meets the
+        # client's delayed ACK and every answer waits ~40 ms, which no real service does.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _serve(self) -> None:
         url = urlsplit(self.path)
