@@ -109,7 +109,7 @@ class AzureMLBackend:
     def _submission(self, job: Job, request: SubmitRequest, *, already_existed: bool):
         return Submission(
             job_name=job.name or request.job_name,
-            status=map_status(job.status),
+            status=map_status(_raw_status(job)),
             data_asset=self._asset_id(request),
             studio_url=job.studio_url,
             already_existed=already_existed,
@@ -184,8 +184,9 @@ class AzureMLBackend:
             client = self.client
             job = _get_job(client, job_name)
             if job is None:
+                _require_workspace(client)  # a wrong workspace must not read as a lost job
                 raise NotFoundError(f"Azure ML job {job_name} not found in the workspace")
-            raw = str(getattr(job.status, "value", job.status) or "Unknown")
+            raw = _raw_status(job)
             status = map_status(raw)
             details: dict[str, Any] = {"studio_url": job.studio_url}
             metrics, error = None, None
@@ -222,6 +223,23 @@ def batch_tags(batch: LandingBatch) -> dict[str, str]:
         tags[f"url:{file}"] = blob.url
         tags[f"etag:{file}"] = blob.etag.strip('"')
     return tags
+
+
+def _raw_status(job: Job) -> str:
+    """The service's status word (the SDK may hand back an enum member)."""
+    return str(getattr(job.status, "value", job.status) or "Unknown")
+
+
+def _require_workspace(client: MLClient) -> None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        client.workspaces.get(client.workspace_name)
+    except ResourceNotFoundError as exc:
+        raise ConfigurationError(
+            f"Azure ML workspace {client.workspace_name} not found in resource group "
+            f"{client.resource_group_name} (AZUREML_WORKSPACE_NAME, AZURE_RESOURCE_GROUP)"
+        ) from exc
 
 
 def _strip(path: str | None) -> str:

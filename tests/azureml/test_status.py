@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from amlhelpers import aml_settings
 
 from retrain.backends import RunStatus
-from retrain.backends.azureml import STATUS_MAP
-from retrain.errors import NotFoundError, TransientError
+from retrain.backends.azureml import STATUS_MAP, AzureMLBackend
+from retrain.errors import ConfigurationError, NotFoundError, TransientError
 
 AZURE_ML_STATUSES = {  # every status the service reports, and what the ledger records
     "NotStarted": RunStatus.SUBMITTED,
@@ -113,3 +114,9 @@ def test_status_read_failing_beyond_the_retry_budget_is_transient(backend, use_f
 def test_an_unknown_job_is_not_found(backend, use_fake):
     with pytest.raises(NotFoundError, match="fashion-retrain-nope"):
         backend.job_state("fashion-retrain-nope")
+
+
+def test_a_wrong_workspace_is_a_configuration_error_not_a_lost_job(use_fake, job_name):
+    backend = AzureMLBackend(aml_settings(workspace_name="ws-typo"))
+    with pytest.raises(ConfigurationError, match="workspace ws-typo not found"):
+        backend.job_state(job_name)
