@@ -78,6 +78,13 @@ JOB_EXISTS = (
 ASSETS = ("codes", "environments", "components", "data")
 OUTPUT = "output_result"  # the pipeline output that carries score_node's metrics.json
 DATASTORE = "workspaceblobstore"
+FAULT_CODES = {  # the error codes Azure Resource Manager answers with
+    401: "InvalidAuthenticationToken",
+    403: "AuthorizationFailed",
+    429: "TooManyRequests",
+    500: "InternalServerError",
+    503: "ServiceUnavailable",
+}
 
 
 @dataclass(frozen=True)
@@ -193,7 +200,8 @@ class FakeAzureML:
         for fault in self._faults:
             if fault.remaining and (fault.method in (None, method)) and fault.pattern.search(path):
                 fault.remaining -= 1
-                return fault.status, _error("ServiceUnavailable", f"fake fault {fault.status}")
+                code = FAULT_CODES.get(fault.status, "FakeFault")
+                return fault.status, _error(code, f"fake fault {fault.status} ({code})")
         if path == "/discovery" and method == "GET":  # the workspace's data-plane hosts: here
             return 200, {k: self.url.rstrip("/") for k in ("api", "history", "experimentation")}
         if path == f"/history/v1.0{WORKSPACE_PATH}/rundata" and method == "POST":

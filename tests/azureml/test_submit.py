@@ -186,6 +186,13 @@ def test_forbidden_is_a_permanent_error_naming_the_role(backend, use_fake, make_
     assert not use_fake.calls("PUT", "")
 
 
+def test_a_refused_token_is_a_configuration_error(backend, use_fake, make_request):
+    use_fake.fail_next(r"/jobs/", count=5, status=401)
+    with pytest.raises(ConfigurationError, match=r"authentication failed.*InvalidAuthentication"):
+        backend.submit(make_request())
+    assert not use_fake.calls("PUT", "")
+
+
 def test_missing_workspace_is_a_configuration_error(use_fake, make_request):
     settings = aml_settings(workspace_name="no-such-workspace")
     with pytest.raises(ConfigurationError, match=r"not found.*no-such-workspace"):
