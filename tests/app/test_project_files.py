@@ -26,10 +26,18 @@ def test_every_setting_the_app_reads_is_in_the_example():
     values = _example()["Values"]
     read = _read_by("retrain/settings.py") | _read_by("function_app.py")
     assert "TRAIN_EPOCHS" in read and "BLOB_TRIGGER_SOURCE" in read  # the scan works
-    identity_only = {"DataStorage__blobServiceUri"}  # documented; empty would mean "unset"
+    # identity-based connection settings: documented, but an empty value would mean "unset"
+    identity_only = {"DataStorage__blobServiceUri", "DataStorage__clientId"}
     assert read - identity_only - set(values) == set()
     assert set(values) - read - HOST_SETTINGS == set()
     assert set(values) >= BINDING_SETTINGS
+
+
+def test_every_example_setting_is_documented_in_the_example():
+    example = _example()
+    documentation = example["_documentation"]  # Core Tools ignores unknown top-level keys
+    assert set(documentation) == set(example["Values"])
+    assert all(len(text) > 10 for text in documentation.values())
 
 
 def test_the_example_values_are_valid_settings():
