@@ -167,3 +167,17 @@ def test_a_wrong_input_binding_fails_component_validation_not_pipeline_validatio
     result = broken._validate()
     assert not result.passed
     assert "inputs.nope" in str(result.error_messages)
+
+
+def test_each_build_gets_its_own_component_objects_unless_given_some():
+    """A submission to Azure ML rewrites what it registered on the component objects; that must
+    never leak into a later local run of another build in the same process."""
+    first, second = build_pipeline("/d"), build_pipeline("/d")
+    first_prepare = first.jobs["prepare_data_node"].component
+    assert first_prepare is not second.jobs["prepare_data_node"].component
+    first_prepare.code = "azureml:/subscriptions/x/codes/y/versions/1"  # as a submission leaves it
+    assert Path(str(build_pipeline("/d").jobs["prepare_data_node"].component.code)).is_dir()
+
+    shared = load_components()
+    reused = build_pipeline("/d", components=shared)
+    assert reused.jobs["train_node"].component is shared["train"]

@@ -24,7 +24,7 @@ from ..errors import (
     SubmissionError,
     TransientError,
 )
-from .azureml_client import get_client
+from .azureml_client import get_client, get_components
 from .base import (
     DataAsset,
     JobState,
@@ -92,7 +92,8 @@ class AzureMLBackend:
             data_input = self._data_input(client, request)
             from pipeline_builder import build_pipeline
 
-            job = build_pipeline(data_input, request.pipeline)
+            components = get_components(self._settings)
+            job = build_pipeline(data_input, request.pipeline, components=components)
             try:
                 created = client.jobs.create_or_update(
                     job, experiment_name=request.pipeline.experiment_name

@@ -22,6 +22,7 @@ from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
     from azure.ai.ml import MLClient
+    from azure.ai.ml.entities import Component
     from azure.core.credentials import TokenCredential
 
     from ..settings import Settings
@@ -60,6 +61,7 @@ class _Overrides:
 _lock = threading.Lock()
 _overrides = _Overrides()
 _clients: dict[Workspace, MLClient] = {}
+_components: dict[Workspace, dict[str, Component]] = {}
 
 
 def configure(
@@ -77,6 +79,7 @@ def configure(
     with _lock:
         _overrides = _Overrides(credential, endpoint, ca_file, tuple(client_kwargs.items()))
         _clients.clear()
+        _components.clear()
 
 
 def get_client(settings: Settings) -> MLClient:
@@ -87,6 +90,22 @@ def get_client(settings: Settings) -> MLClient:
         if client is None:
             client = _clients[workspace] = _make_client(workspace, settings, _overrides)
         return client
+
+
+def get_components(settings: Settings) -> dict[str, Component]:
+    """The process-wide component objects for the workspace ``settings`` name.
+
+    The SDK records what it registered (code, environment) on them, so a warm process submits
+    without uploading unchanged component code again. Kept per workspace, beside its client.
+    """
+    from pipeline_builder import load_components
+
+    workspace = resolve_workspace(settings)
+    with _lock:
+        components = _components.get(workspace)
+        if components is None:
+            components = _components[workspace] = load_components()
+        return components
 
 
 def resolve_workspace(settings: Settings, start: Path | None = None) -> Workspace:

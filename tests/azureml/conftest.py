@@ -9,7 +9,6 @@ import trustme
 from amlhelpers import aml_settings, landing_batch, point_client_at, request_for
 from fake_azureml import FakeAzureML
 
-from pipeline_builder import load_components
 from retrain.backends import SubmitRequest, azureml_client
 from retrain.backends.azureml import AzureMLBackend
 
@@ -50,9 +49,9 @@ def cold_process(use_fake: FakeAzureML) -> FakeAzureML:
     """As a fresh worker meets the fake: no client yet, components not yet resolved.
 
     The SDK records what it registered (code, environment, component ids) on the component
-    objects the builder caches, which is what keeps warm submissions from uploading again.
+    objects the backend keeps beside its client, which keeps warm submissions from uploading
+    again; repointing the client drops both.
     """
-    load_components.cache_clear()
     point_client_at(use_fake)  # drops the cached client
     return use_fake
 

@@ -9,7 +9,6 @@ from amlhelpers import aml_settings, point_client_at
 from azure.storage.blob import BlobServiceClient
 from fake_azureml import WORKSPACE_PATH, FakeAzureML
 
-from pipeline_builder import load_components
 from retrain.backends import DataAsset, LocalFolder, RunStatus
 from retrain.backends.azureml import AzureMLBackend
 from retrain.errors import ConfigurationError, NotFoundError, SubmissionError, TransientError
@@ -129,7 +128,6 @@ def test_another_batch_on_a_warm_process_uploads_no_component_code(cold_process,
 
 def _restart_process(fake: FakeAzureML) -> None:
     """Forget everything this process learned: component objects and the client."""
-    load_components.cache_clear()
     point_client_at(fake)
 
 
