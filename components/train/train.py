@@ -87,7 +87,7 @@ def train(args: argparse.Namespace) -> dict:
     total_steps = args.epochs * steps_per_epoch
 
     # --- model and optimiser ---
-    config = ModelConfig()
+    config = ModelConfig.for_device(device)  # the small net on CPU, the full one on GPU
     model = FashionNet(config).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         model.parameters(),
@@ -102,7 +102,8 @@ def train(args: argparse.Namespace) -> dict:
         tracker.log_params({**_settings(args), "device": device.type, "bf16": use_bf16})
     print(
         f"train: {n} images, {args.epochs} epochs of {steps_per_epoch} steps "
-        f"(batch {batch_size}) on {device.type}{' with bf16' if use_bf16 else ''}"
+        f"(batch {batch_size}), {config.name} model on {device.type}"
+        f"{' with bf16' if use_bf16 else ''}"
     )
 
     # --- loop ---

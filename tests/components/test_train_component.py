@@ -28,6 +28,7 @@ def test_writes_weights_config_predictor_and_log(tiny_model: Path) -> None:
 
     config = json.loads((tiny_model / "config.json").read_text())
     assert config["training"]["epochs"] == 1 and config["training"]["seed"] == 0
+    assert config["model"]["name"] == "cpu"
     model = FashionNet(ModelConfig.from_dict(config["model"]))
     model.load_state_dict(torch.load(tiny_model / "weights.pt", weights_only=True))
 
@@ -133,9 +134,22 @@ def test_learning_rate_warms_up_then_decays_to_zero() -> None:
     assert train.lr_factor(0, 1) == 1.0  # a one-step run still trains
 
 
-def test_model_shapes_and_size() -> None:
-    net = FashionNet().eval()
+@pytest.mark.parametrize("config", [ModelConfig.cpu(), ModelConfig.gpu()], ids=["cpu", "gpu"])
+def test_both_presets_build_run_and_round_trip(config: ModelConfig) -> None:
+    net = FashionNet(config).eval()
+    images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
     with torch.inference_mode():
-        logits = net(torch.zeros(3, 1, 28, 28, dtype=torch.uint8))
-    assert logits.shape == (3, 10)
-    assert 50_000 < sum(p.numel() for p in net.parameters()) < 200_000
+        assert net(images).shape == (3, 10)
+    assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    rebuilt = FashionNet(ModelConfig.from_dict(config.to_dict()))
+    rebuilt.load_state_dict(net.state_dict())  # same layout, strict
+
+
+def test_device_picks_the_preset() -> None:
+    assert ModelConfig.for_device(torch.device("cpu")) == ModelConfig.cpu()
+    assert ModelConfig.for_device(torch.device("cuda")) == ModelConfig.gpu()
+    small, large = (
+        sum(p.numel() for p in FashionNet(c).parameters())
+        for c in (ModelConfig.cpu(), ModelConfig.gpu())
+    )
+    assert 50_000 < small < 200_000 < large
