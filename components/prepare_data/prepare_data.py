@@ -193,26 +193,33 @@ def _chunks(name: str, source: BinaryIO) -> Iterator[bytes]:
 class _Input:
     """One open input file: its header checked, its payload streamed on demand."""
 
-    def __init__(self, name: str, path: Path) -> None:
-        self.name = name
+    def __init__(self, path: Path) -> None:
         self.path = path
         self.file = path.open("rb")
+        try:
+            self.header, self.rest = self._read_header()
+        except BaseException:
+            self.file.close()
+            raise
+
+    def _read_header(self) -> tuple[IdxHeader, bytes]:
+        """Check the header, and the declared size wherever it can be known before reading."""
+        name = self.path.name
         compressed = self.file.read(2) == GZIP_MAGIC
         self.file.seek(0)
-        self.chunks = _chunks(path.name, self.file)
+        self.chunks = _chunks(name, self.file)
         head = b""
         for chunk in self.chunks:
             head += chunk
             if len(head) >= HEADER_MAX:
                 break
-        self.header = parse_header(path.name, head)
-        self.rest = head[self.header.header_size :]  # payload bytes already read
-        actual = path.stat().st_size
-        if not compressed and actual != self.header.total_size:  # known before reading
-            raise IdxError(path.name, _size_reason(self.header, f"{actual} bytes"))
-        if compressed and self.header.total_size > actual * DEFLATE_MAX_RATIO:
-            reason = _size_reason(self.header, f"{actual} compressed bytes, too few for that")
-            raise IdxError(path.name, reason)
+        header = parse_header(name, head)
+        actual = self.path.stat().st_size
+        if not compressed and actual != header.total_size:
+            raise IdxError(name, _size_reason(header, f"{actual} bytes"))
+        if compressed and header.total_size > actual * DEFLATE_MAX_RATIO:
+            raise IdxError(name, _size_reason(header, f"{actual} compressed bytes, too few"))
+        return header, head[header.header_size :]  # and the payload bytes already read
 
     def copy_payload(self, out: BinaryIO) -> bytes | None:
         """Write the payload to ``out``; return it too for labels (small, checked afterwards)."""
@@ -291,7 +298,7 @@ def prepare(input_dir: Path, outputs: dict[str, Path]) -> dict[str, dict]:
     written: dict[str, list[tuple[Path, Path]] | BaseException] = {}
     try:
         for name, path in paths.items():
-            inputs[name] = _Input(name, path)
+            inputs[name] = _Input(path)
         splits = {split: (inputs[a], inputs[b]) for split, (a, b) in SPLITS.items()}
         for images, labels in splits.values():
             if images.header.count != labels.header.count:
