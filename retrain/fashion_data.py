@@ -24,24 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-FILE_NAMES: tuple[str, ...] = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-CLASS_NAMES: tuple[str, ...] = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
+# The file names and classes are prepare_data's: the format contract lives with its reader.
+from components.prepare_data.prepare_data import CLASS_NAMES, FILE_NAMES
+
+__all__ = ["CLASS_NAMES", "FILE_NAMES", "download_fashion_mnist", "write_batch"]
 
 SIDE = 28
 SHIFT = 2  # pixels of random translation each way

@@ -262,12 +262,12 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"{run_dir}/status.json: unreadable ({exc})") from None
     pid = status.get("pid")
-    if status.get("status") == "Running" and isinstance(pid, int) and not _alive(pid):
+    if status.get("status") == "Running" and isinstance(pid, int) and not process_alive(pid):
         status.update(status="Failed", error=f"the run's process (pid {pid}) is gone")
     return status
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether ``pid`` runs; a zombie (exited, not yet reaped by its parent) does not count."""
     try:
         os.kill(pid, 0)

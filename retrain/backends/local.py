@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFoundError, SubmissionError
+from ..local_executor import process_alive
 from ..settings import PROJECT_ROOT
 from .base import (
     DataAsset,
@@ -204,7 +205,7 @@ class LocalBackend:
         except (OSError, ValueError, KeyError):
             submitted = _time(status.get("submitted_at"))
             return submitted is not None and _now() - submitted > NEVER_STARTED
-        return not _alive(pid)
+        return not process_alive(pid)
 
 
 def _launch_error(run_dir: Path) -> str:
@@ -213,21 +214,6 @@ def _launch_error(run_dir: Path) -> str:
         lines = [ln for ln in (run_dir / LOG_FILE).read_text(errors="replace").splitlines() if ln]
     last = lines[-1].strip() if lines else "no output"
     return f"the local run exited before it started: {last} (see {run_dir / LOG_FILE})"
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not count)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def _time(text: object) -> datetime | None:
