@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# The same names as prepare_data's: Azure ML uploads each component's folder alone, so they
+# cannot share a module.
 CLASS_NAMES = (
     "T-shirt/top",
     "Trouser",
