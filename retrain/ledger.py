@@ -6,7 +6,10 @@ Layout of the runs container::
     active/<run_id>            empty marker while the run is not terminal: the sweep lists these,
                                so its cost grows with active runs, not with history. Its metadata
                                mirrors what the sweep needs (job name, status, raw status,
-                               submitted), so a tick reads no record whose job has not moved
+                               submitted), so a tick reads no record whose job has not moved;
+                               and, once known, the record itself with its ETag, so a run that
+                               moved is written with one guarded PUT and no read (a stale copy
+                               just loses the ETag race: 412, then read-modify-write as usual)
     recent/<inverted-ms>-<id>  empty marker per run, named so that a plain listing (name order)
                                yields the newest runs first: ``recent(n)`` reads n names
 
@@ -21,6 +24,8 @@ accounts and eventually consistent: a marker prefix works everywhere, Azurite in
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import random
 import time
@@ -39,6 +44,7 @@ log = logging.getLogger(__name__)
 RECORDS, ACTIVE, RECENT = "runs/", "active/", "recent/"
 UPDATE_ATTEMPTS = 16  # ETag races to lose before giving up (TransientError: the host retries)
 INVERT_MS = 10**13  # recent/ names sort newest first until the year 2286
+MARKER_RECORD_MAX = 4096  # encoded record copied into a marker's metadata (limit: 8 KiB in all)
 
 
 def utcnow() -> datetime:
@@ -111,6 +117,7 @@ class ActiveEntry:
     status: RunStatus | None = None
     raw_status: str | None = None
     submitted: bool = False
+    found: tuple[RunRecord, str] | None = None  # the record and its ETag as last written, if known
 
     def matches(self, record: RunRecord) -> bool:
         return _marker(record) == _marker_of(self)
@@ -124,6 +131,29 @@ def _marker(record: RunRecord) -> dict[str, str]:
         "raw": record.raw_status or "",
         "submitted": "1" if record.submitted_at else "0",
     }
+
+
+def _marker_with(record: RunRecord, etag: str | None) -> dict[str, str]:
+    """The marker's metadata plus, when ``etag`` is known and it fits, the record it belongs to
+    (base64 JSON: metadata values are ASCII header values)."""
+    meta = _marker(record)
+    if etag:
+        text = json.dumps(record.to_dict(), separators=(",", ":")).encode()
+        encoded = base64.b64encode(text).decode()
+        if len(encoded) <= MARKER_RECORD_MAX:
+            meta.update(etag=etag, record=encoded)
+    return meta
+
+
+def _found_of(meta: dict[str, str]) -> tuple[RunRecord, str] | None:
+    """The record copy and ETag a marker carries; None if it carries none (or a bad one)."""
+    if not meta.get("etag") or not meta.get("record"):
+        return None
+    try:
+        record = RunRecord.from_dict(json.loads(base64.b64decode(meta["record"])))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return record, meta["etag"]
 
 
 def _marker_of(entry: ActiveEntry) -> dict[str, str]:
@@ -147,6 +177,7 @@ def _entry(name: str, marked_at: datetime, meta: dict[str, str]) -> ActiveEntry:
         status=status,
         raw_status=meta.get("raw") or None,
         submitted=meta.get("submitted") == "1",
+        found=_found_of(meta),
     )
 
 
@@ -179,8 +210,11 @@ class Ledger:
         if not record.terminal:
             self.mark(record)
         name = f"{RECORDS}{record.run_id}.json"
-        if self.store.create_json(self.container, name, record.to_dict()) is None:
+        etag = self.store.create_json(self.container, name, record.to_dict())
+        if etag is None:
             return False
+        if record.submitted_at and not record.terminal:  # the sweep's next write needs no read
+            self.mark(record, etag)
         created = parse_time(record.created_at) or utcnow()
         inverted = INVERT_MS - int(created.timestamp() * 1000)
         self.store.put(self.container, f"{RECENT}{inverted:013d}-{record.run_id}")
@@ -215,7 +249,7 @@ class Ledger:
                 return record, False
             new = replace(new, updated_at=iso(utcnow()))
             try:
-                self.store.replace_json(
+                new_etag = self.store.replace_json(
                     self.container, f"{RECORDS}{run_id}.json", new.to_dict(), etag=etag
                 )
             except ETagMismatch:
@@ -225,13 +259,22 @@ class Ledger:
                 if unmark:
                     self._unmark(new)
             elif _marker(new) != _marker(record):
-                self.mark(new)
+                self.mark(new, new_etag, exists=True)
             return new, True
         raise TransientError(f"run {run_id}: too many concurrent updates")
 
-    def mark(self, record: RunRecord) -> None:
-        """Put ``record`` in the active index, with the state the sweep compares against."""
-        self.store.put(self.container, f"{ACTIVE}{record.run_id}", metadata=_marker(record))
+    def mark(self, record: RunRecord, etag: str | None = None, *, exists: bool = False) -> None:
+        """Put ``record`` in the active index, with the state the sweep compares against (and,
+        given the ``etag`` it was stored with, the record). ``exists``: the marker is there, so
+        setting its metadata will do (a lighter request); it is written whole if it is not."""
+        name, meta = f"{ACTIVE}{record.run_id}", _marker_with(record, etag)
+        if exists:
+            try:
+                self.store.set_metadata(self.container, name, meta)
+                return
+            except NotFoundError:
+                pass
+        self.store.put(self.container, name, metadata=meta)
 
     def _unmark(self, record: RunRecord) -> None:
         if record.terminal:

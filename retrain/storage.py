@@ -231,6 +231,11 @@ class BlobStore:
             )
         return result["etag"]
 
+    def set_metadata(self, container: str, name: str, metadata: Mapping[str, str]) -> None:
+        """Replace an existing blob's metadata (NotFoundError if there is no such blob)."""
+        with _mapped(f"{container}/{name}"):
+            self._container(container).get_blob_client(name).set_blob_metadata(dict(metadata))
+
     def delete(self, container: str, name: str) -> None:
         """Delete the blob; a missing blob is fine."""
         try:

@@ -2,10 +2,13 @@
 
 Only runs in the ledger's active index are visited, so a tick costs O(active runs), not O(history):
 one listing of the index (whose metadata says where each run stood), one job-state read per run,
-and storage writes only for runs whose job moved. Runs are checked concurrently (at most
-``SWEEP_CONCURRENCY`` at a time); one run's error is logged and counted, and that run is simply
-checked again on the next tick. Terminal statuses (Completed with the score metrics, Failed with
-the reason, Canceled) are written once: the ledger never changes a terminal record.
+and storage writes only for runs whose job moved. A run that moved is written with one ETag-guarded
+PUT of the record copy its marker carries (plus a metadata update of the marker unless it ended);
+only when that copy is stale (412) or missing is the record read first. Runs are checked
+concurrently (at most ``SWEEP_CONCURRENCY`` at a time); one run's error is logged and counted, and
+that run is simply checked again on the next tick. Terminal statuses (Completed with the score
+metrics, Failed with the reason, Canceled) are written once: the ledger never changes a terminal
+record.
 """
 
 from __future__ import annotations
@@ -139,7 +142,11 @@ class _Tick:
                 entry.raw_status,
             ):
                 return "unchanged"
-            found = self.ledger.read(entry.run_id)
+            # The marker's copy of the record saves the read; if it is stale, the guarded write
+            # loses (412) and the ledger reads the record and applies the change again.
+            found = entry.found
+            if found is None or found[0].terminal or not found[0].submitted_at:
+                found = self.ledger.read(entry.run_id)
             if found is not None and not found[0].terminal and found[0].submitted_at:
                 return self._apply(entry, found, state)
         else:
@@ -169,7 +176,7 @@ class _Tick:
         now = self.clock()
         if apply_state(record, state, now) is None:
             if not entry.matches(record):  # a marker left behind by a lost race: set it right
-                self.ledger.mark(record)
+                self.ledger.mark(record, found[1])
             return "unchanged"
         stored, changed = self.ledger.update(
             record.run_id, lambda r: apply_state(r, state, now), current=found, unmark=False
