@@ -11,15 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from components.prepare_data.prepare_data import FILE_NAMES
+
 from . import keys
 from .storage import BlobInfo
 
-FILE_NAMES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
 SPLITS = {"train": FILE_NAMES[:2], "t10k": FILE_NAMES[2:]}  # (images, labels) per split
 
 

@@ -12,7 +12,6 @@ import argparse
 import hashlib
 import json
 import logging
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -35,8 +34,6 @@ if TYPE_CHECKING:
     from .local_executor import RunSummary
 
 PROG = "python -m retrain"
-RUN_KEY = re.compile(rf"[0-9a-f]{{{keys.KEY_LENGTH}}}")
-DATA_ASSET = re.compile(r"azureml:([A-Za-z0-9_.-]+):([A-Za-z0-9_.-]+)")
 EXIT_FAILED, EXIT_ERROR = 1, 2
 
 EXAMPLES = f"""\
@@ -211,13 +208,9 @@ def local_folder(data: str) -> Path:
 
 def folder_key(folder: Path) -> str:
     """Run key of a local batch: its absolute path and the sha256 of each of its IDX files."""
-    from .fashion_data import FILE_NAMES
+    from .batches import FILE_NAMES, base_name
 
-    files = [
-        p
-        for p in sorted(folder.iterdir())
-        if p.is_file() and p.name.removesuffix(".gz") in FILE_NAMES
-    ]
+    files = [p for p in sorted(folder.iterdir()) if p.is_file() and base_name(p.name)]
     if not files:
         raise InvalidBatchError(
             str(folder), f"holds none of the Fashion-MNIST files ({', '.join(FILE_NAMES)})"
@@ -237,9 +230,12 @@ def data_source(data: str, settings: Settings) -> tuple[DataSource, str]:
     """DATA as a backend data source and its run key: ``azureml:NAME:VERSION``, a local folder,
     or a batch in the landing container (``[<landing-container>/]<batch>``)."""
     from .backends import DataAsset, LocalFolder
+    from .decisions import parse_data
 
-    if m := DATA_ASSET.fullmatch(data):
-        return DataAsset(m.group(1), m.group(2)), keys.run_key(data, [])
+    if data.startswith("azureml:") and isinstance(
+        asset := parse_data(data, settings.landing_container), DataAsset
+    ):
+        return asset, keys.run_key(asset.uri, [])
     if Path(data).expanduser().exists() or data.startswith(("/", ".", "~")):
         folder = local_folder(data)
         return LocalFolder(folder), folder_key(folder)
@@ -283,21 +279,18 @@ def landing_batch(data: str, settings: Settings) -> tuple[DataSource, str]:
 def cmd_pipeline_show(args: argparse.Namespace) -> int:
     from pipeline_builder import build_pipeline
 
-    from .backends import DataAsset, LocalFolder
+    from .backends import DataAsset
 
     settings = Settings.from_env()
-    backend = args.backend or settings.backend
-    if backend == "local":
-        source, key = LocalFolder(local_folder(args.data)), None
+    if (args.backend or settings.backend) == "local":
+        folder = local_folder(args.data)
+        key, path = folder_key(folder), str(folder)  # the local executor reads the folder itself
     else:
         source, key = data_source(args.data, settings)
-    if isinstance(source, LocalFolder) and backend == "local":
-        key = folder_key(source.path)
-        path = str(source.path)  # the local executor reads the folder itself
-    elif isinstance(source, DataAsset):
-        path = source.uri
-    else:  # what the azureml backend registers the folder or batch as, then submits
-        path = DataAsset(settings.data_asset_name, keys.data_version(key)).uri
+        if isinstance(source, DataAsset):
+            path = source.uri
+        else:  # what the azureml backend registers the folder or batch as, then submits
+            path = DataAsset(settings.data_asset_name, keys.data_version(key)).uri
     job_name = args.job_name or keys.job_name(key)
     job = build_pipeline(path, settings.pipeline_settings(job_name=job_name, **_overrides(args)))
     print(pipeline_yaml(job), end="")
@@ -488,7 +481,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from . import backends
 
-    job_name = keys.job_name(target) if RUN_KEY.fullmatch(target) else target
+    job_name = keys.job_name(target) if keys.RUN_KEY.fullmatch(target) else target
     state = backends.get_backend(replace(settings, backend=backend)).job_state(job_name)
     if args.json:
         print(json.dumps({"job_name": job_name, **_state_dict(state)}, default=str))
@@ -502,7 +495,7 @@ def _local_status(target: str, settings: Settings, *, as_json: bool) -> int:
     from .local_executor import read_status
 
     candidates = [Path(target).expanduser(), settings.local_runs_dir / target]
-    if RUN_KEY.fullmatch(target):
+    if keys.RUN_KEY.fullmatch(target):
         candidates.append(settings.local_runs_dir / keys.job_name(target))
     for run_dir in candidates:
         status = read_status(run_dir) if run_dir.is_dir() else None

@@ -28,7 +28,6 @@ WHAT_DATA = "a batch folder in the landing container, or azureml:NAME:VERSION"
 _NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]"
 _ASSET = re.compile(rf"azureml:({_NAME}{{0,254}}):({_NAME}{{0,63}})")
 _EXPERIMENT = re.compile(rf"{_NAME}{{0,254}}")
-_RUN_ID = re.compile(rf"[0-9a-f]{{{keys.KEY_LENGTH}}}")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\\?#]")
 
 
@@ -200,7 +199,7 @@ def parse_idempotency_key(value: str | None) -> str | None:
 
 
 def parse_run_id(value: str | None) -> str:
-    if not value or not _RUN_ID.fullmatch(value):
+    if not value or not keys.RUN_KEY.fullmatch(value):
         raise InvalidRequestError("run_id", f"expected {keys.KEY_LENGTH} hex digits")
     return value
 

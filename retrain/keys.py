@@ -9,9 +9,11 @@ name too, so even a race past the ledger cannot start a second job: the service 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 
 KEY_LENGTH = 16  # hex digits: 64 bits, ample for one workspace's batches
+RUN_KEY = re.compile(rf"[0-9a-f]{{{KEY_LENGTH}}}")  # what a run key looks like
 
 
 def run_key(source: str, versions: Iterable[tuple[str, str]]) -> str:

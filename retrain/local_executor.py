@@ -244,9 +244,14 @@ def write_status(run_dir: Path, status: Mapping[str, Any]) -> None:
     (the score step's metrics.json once Completed, with "accuracy"), outputs ({node: {output:
     path}}), pid (the executor's process).
     """
-    tmp = run_dir / f".status.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(status, indent=2) + "\n")
-    os.replace(tmp, run_dir / "status.json")
+    write_json_atomic(run_dir / "status.json", status)
+
+
+def write_json_atomic(path: Path, document: Mapping[str, Any]) -> None:
+    """Write ``document`` to a temporary name beside ``path``, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(document, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:

@@ -140,14 +140,11 @@ class RetrainService:
         batch = decision.batch
         existing = self.ledger.get(batch.key)
         if existing is None:
-            try:
-                from .validation import validate_batch
-
-                validate_batch(self.store, batch)
-            except InvalidBatchError as exc:
-                rejected = self._reject(self._new_record(batch.key, batch, "blob"), exc)
-                return Outcome("rejected", rejected.reason or str(exc), batch.key)
-            record, acted = self._launch(self._new_record(batch.key, batch, "blob"), stored=False)
+            record = self._new_record(batch.key, batch, "blob")
+            rejected = self._reject_if_invalid(record, batch)
+            if rejected is not None:
+                return Outcome("rejected", rejected.reason or "invalid batch", batch.key)
+            record, acted = self._launch(record, stored=False)
         else:
             record, acted = self._launch(existing, stored=True)
         return self._outcome(record, acted)
@@ -184,13 +181,8 @@ class RetrainService:
         if isinstance(data, BatchData) and batch is None:
             batch = self._find_batch(data)
         record = self._new_record(run_id, batch or source, trigger, request)
-        if batch is not None:
-            try:
-                from .validation import validate_batch
-
-                validate_batch(self.store, batch)
-            except InvalidBatchError as exc:
-                return self._reject(record, exc), True
+        if batch is not None and (rejected := self._reject_if_invalid(record, batch)):
+            return rejected, True
         return self._launch(record, stored=False)
 
     def _find_batch(self, data: BatchData) -> Batch:
@@ -270,6 +262,16 @@ class RetrainService:
             params=request.params if request else {},
             idempotency_key=request.idempotency_key if request else None,
         )
+
+    def _reject_if_invalid(self, record: RunRecord, batch: Batch) -> RunRecord | None:
+        """Validate ``batch`` cheaply; if it is bad, the Rejected record (written once)."""
+        from .validation import validate_batch
+
+        try:
+            validate_batch(self.store, batch)
+        except InvalidBatchError as exc:
+            return self._reject(record, exc)
+        return None
 
     def _reject(self, record: RunRecord, error: InvalidBatchError) -> RunRecord:
         """Record the batch as Rejected (once), naming the file."""

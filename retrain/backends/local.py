@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFoundError, SubmissionError
-from ..local_executor import process_alive
+from ..local_executor import process_alive, write_json_atomic
 from ..settings import PROJECT_ROOT
 from .base import (
     DataAsset,
@@ -91,7 +91,7 @@ class LocalBackend:
         staging.mkdir()
         try:
             input_dir = self._gather(request, staging)
-            _write_json(
+            write_json_atomic(
                 staging / STATUS_FILE,
                 {
                     "job_name": request.job_name,
@@ -159,7 +159,7 @@ class LocalBackend:
             )
         with self._lock:
             self._children[request.job_name] = proc
-        _write_json(run_dir / LAUNCH_FILE, {"pid": proc.pid, "argv": argv})
+        write_json_atomic(run_dir / LAUNCH_FILE, {"pid": proc.pid, "argv": argv})
 
     def _existing(self, job_name: str, run_dir: Path) -> Submission:
         state = self.job_state(job_name)
@@ -221,9 +221,3 @@ def _time(text: object) -> datetime | None:
         return None
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def _write_json(path: Path, document: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(document, indent=2) + "\n")
-    os.replace(tmp, path)
