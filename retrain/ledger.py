@@ -2,34 +2,42 @@
 
 Layout of the runs container::
 
-    runs/<run_id>.json         the record (RunRecord as JSON)
-    active/<run_id>            empty marker while the run is not terminal: the sweep lists these,
-                               so its cost grows with active runs, not with history. Its metadata
-                               mirrors what the sweep needs (job name, status, raw status,
-                               submitted), so a tick reads no record whose job has not moved;
-                               and, once known, the record itself with its ETag, so a run that
-                               moved is written with one guarded PUT and no read (a stale copy
-                               just loses the ETag race: 412, then read-modify-write as usual)
-    recent/<inverted-ms>-<id>  empty marker per run, named so that a plain listing (name order)
-                               yields the newest runs first: ``recent(n)`` reads n names
+    runs/<run_id>.json          the record (RunRecord as JSON)
+    index/active-<k>.json       the active index, in ``SHARDS`` JSON documents: shard k maps the
+                                ids of runs not yet terminal (hashed to k) to what the sweep
+                                needs: when the run was indexed, its job name, status, raw
+                                status and whether it was submitted, so a tick reads no record
+                                whose job has not moved; and, once known, the record itself with
+                                its ETag, so a run that moved is written with one guarded PUT and
+                                no read (a stale copy just loses the ETag race: 412, then
+                                read-modify-write as usual)
+    recent/<inverted-ms>-<id>   empty marker per run, named so that a plain listing (name order)
+                                yields the newest runs first: ``recent(n)`` reads n names
 
 Claims: a record is created with If-None-Match: * so that exactly one of any number of concurrent
 callers creates it. Updates are read-modify-write with If-Match on the ETag, retried when another
 writer got there first (412). A terminal record (Rejected, Completed, Failed, Canceled) never
-changes again. Markers are written before the record and removed after it turns terminal, so a
-crash in between leaves a marker the sweep tidies up, never an active run it cannot see. (Blob
-index tags would also do for the active set, but they are missing on hierarchical-namespace
-accounts and eventually consistent: a marker prefix works everywhere, Azurite included.)
+changes again.
+
+The active index: a run is indexed before its record is created and dropped after the record
+turns terminal, so a crash in between leaves an entry the sweep tidies up, never an active run it
+cannot see. Shards are edited read-modify-write with If-Match too, so concurrent writers lose no
+entry. Why shards, not a marker blob per run: the sweep rewrites each shard once per tick, so a
+tick in which 1,000 runs move or end costs 16 index writes instead of 1,000 metadata writes or
+deletes (on Azurite, 1,000 runs ending in one tick went from 9.6-13 s to 5.3-6.0 s),
+and the cost still grows with active runs only. (Blob index tags would also do for the active
+set, but they are missing on hierarchical-namespace accounts and eventually consistent.)
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import random
 import time
-from collections.abc import Callable
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
@@ -41,10 +49,12 @@ from .storage import BlobStore, ETagMismatch
 
 log = logging.getLogger(__name__)
 
-RECORDS, ACTIVE, RECENT = "runs/", "active/", "recent/"
+RECORDS, INDEX, RECENT = "runs/", "index/active-", "recent/"
+SHARDS = 16  # active-index documents; a reader reads whatever shards exist, so this may change
 UPDATE_ATTEMPTS = 16  # ETag races to lose before giving up (TransientError: the host retries)
 INVERT_MS = 10**13  # recent/ names sort newest first until the year 2286
-MARKER_RECORD_MAX = 4096  # encoded record copied into a marker's metadata (limit: 8 KiB in all)
+ENTRY_RECORD_MAX = 8192  # a record copied into its index entry, as compact JSON (bigger: no copy)
+EARLIEST = datetime.min.replace(tzinfo=timezone.utc)  # an entry whose indexing time is unreadable
 
 
 def utcnow() -> datetime:
@@ -108,10 +118,11 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class ActiveEntry:
-    """A run the active index lists: when it was marked, and the record's state as of the last
-    write (None where the marker carries none)."""
+    """A run the active index lists: the shard it is in, when it was indexed, and the record's
+    state as of the last index write (None where the entry carries none)."""
 
     run_id: str
+    shard: str
     marked_at: datetime
     job_name: str | None = None
     status: RunStatus | None = None
@@ -120,65 +131,66 @@ class ActiveEntry:
     found: tuple[RunRecord, str] | None = None  # the record and its ETag as last written, if known
 
     def matches(self, record: RunRecord) -> bool:
-        return _marker(record) == _marker_of(self)
+        """Whether the entry mirrors ``record``'s state (job, status, raw status, submitted)."""
+        return (self.job_name, self.status, self.raw_status, self.submitted) == (
+            record.job_name,
+            record.status,
+            record.raw_status,
+            record.submitted_at is not None,
+        )
 
 
-def _marker(record: RunRecord) -> dict[str, str]:
-    """The active marker's metadata for ``record``."""
-    return {
-        "job": record.job_name or "",
+def shard_of(run_id: str) -> str:
+    """The index document a new entry for ``run_id`` goes to (a stable hash of the id)."""
+    return f"{INDEX}{zlib.crc32(run_id.encode()) % SHARDS:02d}.json"
+
+
+def _entry_doc(record: RunRecord, etag: str | None, marked_at: str) -> dict[str, Any]:
+    """``record``'s index entry; with ``etag`` (and if it is small enough), the record too."""
+    doc: dict[str, Any] = {
+        "marked_at": marked_at,
+        "job": record.job_name,
         "status": record.status.value,
-        "raw": record.raw_status or "",
-        "submitted": "1" if record.submitted_at else "0",
+        "raw": record.raw_status,
+        "submitted": record.submitted_at is not None,
     }
-
-
-def _marker_with(record: RunRecord, etag: str | None) -> dict[str, str]:
-    """The marker's metadata plus, when ``etag`` is known and it fits, the record it belongs to
-    (base64 JSON: metadata values are ASCII header values)."""
-    meta = _marker(record)
     if etag:
-        text = json.dumps(record.to_dict(), separators=(",", ":")).encode()
-        encoded = base64.b64encode(text).decode()
-        if len(encoded) <= MARKER_RECORD_MAX:
-            meta.update(etag=etag, record=encoded)
-    return meta
+        copy = record.to_dict()
+        if len(json.dumps(copy, separators=(",", ":"))) <= ENTRY_RECORD_MAX:
+            doc.update(etag=etag, record=copy)
+    return doc
 
 
-def _found_of(meta: dict[str, str]) -> tuple[RunRecord, str] | None:
-    """The record copy and ETag a marker carries; None if it carries none (or a bad one)."""
-    if not meta.get("etag") or not meta.get("record"):
-        return None
+def _entry(run_id: str, shard: str, doc: dict[str, Any]) -> ActiveEntry:
+    """The entry ``doc`` describes; one it cannot read fully still names the run (the sweep then
+    reads the record)."""
     try:
-        record = RunRecord.from_dict(json.loads(base64.b64decode(meta["record"])))
-    except (ValueError, KeyError, TypeError):
-        return None
-    return record, meta["etag"]
-
-
-def _marker_of(entry: ActiveEntry) -> dict[str, str]:
-    return {
-        "job": entry.job_name or "",
-        "status": entry.status.value if entry.status else "",
-        "raw": entry.raw_status or "",
-        "submitted": "1" if entry.submitted else "0",
-    }
-
-
-def _entry(name: str, marked_at: datetime, meta: dict[str, str]) -> ActiveEntry:
+        marked_at = parse_time(doc.get("marked_at")) or EARLIEST
+    except (TypeError, ValueError):
+        marked_at = EARLIEST
     try:
-        status = RunStatus(meta["status"])
+        status = RunStatus(doc["status"])
     except (KeyError, ValueError):
-        return ActiveEntry(name, marked_at)
+        return ActiveEntry(run_id, shard, marked_at)
+    found = None
+    if doc.get("etag") and isinstance(doc.get("record"), dict):
+        try:
+            found = RunRecord.from_dict(doc["record"]), str(doc["etag"])
+        except (KeyError, ValueError, TypeError):
+            found = None
     return ActiveEntry(
-        name,
+        run_id,
+        shard,
         marked_at,
-        job_name=meta.get("job") or None,
+        job_name=doc.get("job") or None,
         status=status,
-        raw_status=meta.get("raw") or None,
-        submitted=meta.get("submitted") == "1",
-        found=_found_of(meta),
+        raw_status=doc.get("raw") or None,
+        submitted=bool(doc.get("submitted")),
+        found=found,
     )
+
+
+IndexEdit = Callable[[dict[str, Any]], bool]  # changes a shard's entries in place; True if it did
 
 
 class Ledger:
@@ -208,7 +220,7 @@ class Ledger:
         """Create ``record`` unless a record with its id exists. True if this call created it."""
         self._ready()
         if not record.terminal:
-            self.mark(record)
+            self.mark(record, new=True)
         name = f"{RECORDS}{record.run_id}.json"
         etag = self.store.create_json(self.container, name, record.to_dict())
         if etag is None:
@@ -226,14 +238,29 @@ class Ledger:
         change: Callable[[RunRecord], RunRecord | None],
         *,
         current: tuple[RunRecord, str] | None = None,
-        unmark: bool = True,
     ) -> tuple[RunRecord, bool]:
-        """Apply ``change`` to the current record under an ETag guard, retrying lost races.
+        """Apply ``change`` to the current record under an ETag guard (see ``write``) and keep
+        the active index in step. Returns (record now stored, whether this call changed it)."""
+        stored, etag, changed = self.write(run_id, change, current=current)
+        if stored.terminal:
+            self.unmark(run_id)
+        elif changed:
+            self.mark(stored, etag)
+        return stored, changed
+
+    def write(
+        self,
+        run_id: str,
+        change: Callable[[RunRecord], RunRecord | None],
+        *,
+        current: tuple[RunRecord, str] | None = None,
+    ) -> tuple[RunRecord, str, bool]:
+        """Apply ``change`` to the current record under an ETag guard, retrying lost races, and
+        leave the active index alone (the sweep re-indexes a whole tick at once: ``reindex``).
 
         ``change`` returns the new record, or None for "leave it". A terminal record is never
-        passed to ``change``. ``current`` (record, ETag) just read saves the first read;
-        ``unmark=False`` leaves a terminal run's marker for the caller to drop in bulk
-        (``unmark_many``). Returns (record now stored, whether this call changed it).
+        passed to ``change``. ``current`` (record, ETag) already known saves the first read.
+        Returns (record now stored, its ETag, whether this call changed it).
         """
         for attempt in range(UPDATE_ATTEMPTS):
             found = current if attempt == 0 and current is not None else self.read(run_id)
@@ -241,60 +268,113 @@ class Ledger:
                 raise NotFoundError(f"run {run_id}: no such run")
             record, etag = found
             if record.terminal:
-                if unmark:
-                    self._unmark(record)
-                return record, False
+                return record, etag, False
             new = change(record)
             if new is None or new == record:
-                return record, False
+                return record, etag, False
             new = replace(new, updated_at=iso(utcnow()))
             try:
                 new_etag = self.store.replace_json(
                     self.container, f"{RECORDS}{run_id}.json", new.to_dict(), etag=etag
                 )
             except ETagMismatch:
-                time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+                _backoff(attempt)
                 continue
-            if new.terminal:
-                if unmark:
-                    self._unmark(new)
-            elif _marker(new) != _marker(record):
-                self.mark(new, new_etag, exists=True)
-            return new, True
+            return new, new_etag, True
         raise TransientError(f"run {run_id}: too many concurrent updates")
 
-    def mark(self, record: RunRecord, etag: str | None = None, *, exists: bool = False) -> None:
-        """Put ``record`` in the active index, with the state the sweep compares against (and,
-        given the ``etag`` it was stored with, the record). ``exists``: the marker is there, so
-        setting its metadata will do (a lighter request); it is written whole if it is not."""
-        name, meta = f"{ACTIVE}{record.run_id}", _marker_with(record, etag)
-        if exists:
-            try:
-                self.store.set_metadata(self.container, name, meta)
-                return
-            except NotFoundError:
-                pass
-        self.store.put(self.container, name, metadata=meta)
+    # --- the active index ------------------------------------------------------------------------
 
-    def _unmark(self, record: RunRecord) -> None:
-        if record.terminal:
-            self.store.delete(self.container, f"{ACTIVE}{record.run_id}")
+    def mark(self, record: RunRecord, etag: str | None = None, *, new: bool = False) -> None:
+        """Index ``record`` as active, with the state the sweep compares against (and, given
+        the ``etag`` it was stored with, the record). ``new``: only if it is not indexed yet."""
+        run_id = record.run_id
+
+        def edit(runs: dict[str, Any]) -> bool:
+            old = runs.get(run_id)
+            if old is not None and new:
+                return False
+            marked_at = old.get("marked_at") if isinstance(old, dict) else None
+            doc = _entry_doc(record, etag, marked_at or iso(utcnow()) or "")
+            if doc == old:
+                return False
+            runs[run_id] = doc
+            return True
+
+        self._edit(shard_of(run_id), edit)
 
     def unmark(self, run_id: str) -> None:
-        """Drop ``run_id`` from the active index (a stale marker)."""
-        self.store.delete(self.container, f"{ACTIVE}{run_id}")
+        """Drop ``run_id`` from the active index (its record is terminal, or missing for good)."""
+        self._edit(shard_of(run_id), lambda runs: runs.pop(run_id, None) is not None)
 
-    def unmark_many(self, run_ids: list[str]) -> None:
-        """Drop many runs from the active index, in batch requests (256 per request)."""
-        self.store.delete_many(self.container, [f"{ACTIVE}{run_id}" for run_id in run_ids])
+    def reindex(self, changes: Iterable[tuple[ActiveEntry, tuple[RunRecord, str] | None]]) -> None:
+        """The sweep's index changes, in one guarded write per shard touched: each listed entry
+        gets its record's new state and copy (record, ETag), or is dropped (None: the run ended,
+        or its entry is junk). An entry dropped meanwhile is not brought back."""
+        by_shard: dict[str, list[tuple[str, tuple[RunRecord, str] | None]]] = defaultdict(list)
+        for entry, found in changes:
+            by_shard[entry.shard].append((entry.run_id, found))
+
+        def apply(shard: str) -> None:
+            def edit(runs: dict[str, Any]) -> bool:
+                changed = False
+                for run_id, found in by_shard[shard]:
+                    old = runs.get(run_id)
+                    if old is None:
+                        continue
+                    if found is None:
+                        del runs[run_id]
+                    else:
+                        runs[run_id] = _entry_doc(found[0], found[1], old.get("marked_at", ""))
+                    changed = True
+                return changed
+
+            self._edit(shard, edit)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(by_shard)))) as pool:
+            list(pool.map(apply, by_shard))
 
     def active(self) -> list[ActiveEntry]:
         """Runs not yet terminal, from the active index: cost grows with active runs only."""
         self._ready()
+        shards = [blob.name for blob in self.store.list(self.container, INDEX)]
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(shards)))) as pool:
+            docs = list(pool.map(self._read_shard, shards))
         return [
-            _entry(blob.name[len(ACTIVE) :], blob.last_modified, dict(blob.metadata))
-            for blob in self.store.list(self.container, ACTIVE, metadata=True)
+            _entry(run_id, shard, doc if isinstance(doc, dict) else {})
+            for shard, (runs, _) in zip(shards, docs, strict=True)
+            for run_id, doc in runs.items()
         ]
+
+    def _read_shard(self, shard: str) -> tuple[dict[str, Any], str | None]:
+        """A shard's entries and its ETag (None: no such shard yet)."""
+        found = self.store.read_json(self.container, shard)
+        if found is None:
+            return {}, None
+        data, etag = found
+        runs = data.get("runs") if isinstance(data, dict) else None
+        return (runs if isinstance(runs, dict) else {}), etag
+
+    def _edit(self, shard: str, edit: IndexEdit) -> None:
+        """Read-modify-write one shard under an ETag guard (create it if missing), retrying lost
+        races: concurrent writers never lose each other's entries."""
+        self._ready()
+        for attempt in range(UPDATE_ATTEMPTS):
+            runs, etag = self._read_shard(shard)
+            if not edit(runs):
+                return
+            document = {"runs": runs}
+            if etag is None:
+                if self.store.create_json(self.container, shard, document) is not None:
+                    return
+            else:
+                try:
+                    self.store.replace_json(self.container, shard, document, etag=etag)
+                    return
+                except ETagMismatch:
+                    pass
+            _backoff(attempt)
+        raise TransientError(f"active index {shard}: too many concurrent updates")
 
     def recent(self, limit: int = 20) -> list[RunRecord]:
         """The newest ``limit`` runs, newest first."""
@@ -307,3 +387,8 @@ class Ledger:
         with ThreadPoolExecutor(max_workers=8) as pool:
             records = list(pool.map(self.get, ids))
         return [record for record in records if record is not None]
+
+
+def _backoff(attempt: int) -> None:
+    """A short random pause after a lost ETag race, longer with each loss."""
+    time.sleep(random.uniform(0, 0.01 * (attempt + 1)))

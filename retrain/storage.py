@@ -17,7 +17,7 @@ import json
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,6 @@ if TYPE_CHECKING:  # azure.storage.blob costs ~0.25 s to import: only on first u
     from .settings import Settings
 
 RETRY = {"initial_backoff": 0.5, "increment_base": 2, "retry_total": 3, "random_jitter_range": 1}
-BATCH = 256  # sub-requests in one blob batch request (the service's limit)
 TIMEOUTS = {"connection_timeout": 5, "read_timeout": 30}
 
 
@@ -48,7 +47,6 @@ class BlobInfo:
     size: int
     last_modified: datetime
     url: str
-    metadata: Mapping[str, str] = field(default_factory=dict)  # listed only when asked for
 
 
 @contextmanager
@@ -121,23 +119,15 @@ class BlobStore:
             self._container(container).create_container()
         self._containers_ready.add(container)
 
-    def list(
-        self,
-        container: str,
-        prefix: str = "",
-        limit: int | None = None,
-        *,
-        metadata: bool = False,
-    ) -> list[BlobInfo]:
-        """Blobs under ``prefix`` in name order, at most ``limit`` (with their metadata if
-        asked); [] when the container does not exist."""
+    def list(self, container: str, prefix: str = "", limit: int | None = None) -> list[BlobInfo]:
+        """Blobs under ``prefix`` in name order, at most ``limit``; [] when the container does
+        not exist."""
         found: list[BlobInfo] = []
         try:
             with _mapped(f"{container}/{prefix}*"):
                 pages = self._container(container).list_blobs(
                     name_starts_with=prefix or None,
                     results_per_page=limit,
-                    include=["metadata"] if metadata else None,
                 )
                 for blob in pages:
                     found.append(
@@ -147,7 +137,6 @@ class BlobStore:
                             size=blob.size,
                             last_modified=blob.last_modified,
                             url=self.url(container, blob.name),
-                            metadata=dict(blob.metadata or {}),
                         )
                     )
                     if limit is not None and len(found) >= limit:
@@ -196,25 +185,11 @@ class BlobStore:
         """Overwrite the blob only if it still has ``etag`` (If-Match); else ETagMismatch."""
         return self._put(container, name, _dumps(document), etag=etag)
 
-    def put(
-        self,
-        container: str,
-        name: str,
-        data: bytes = b"",
-        metadata: Mapping[str, str] | None = None,
-    ) -> str:
+    def put(self, container: str, name: str, data: bytes = b"") -> str:
         """Write (or overwrite) a blob unconditionally; returns its ETag."""
-        return self._put(container, name, data, etag=None, metadata=metadata)
+        return self._put(container, name, data, etag=None)
 
-    def _put(
-        self,
-        container: str,
-        name: str,
-        data: bytes,
-        *,
-        etag: str | None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> str:
+    def _put(self, container: str, name: str, data: bytes, *, etag: str | None) -> str:
         from azure.core import MatchConditions
         from azure.storage.blob import ContentSettings
 
@@ -226,15 +201,8 @@ class BlobStore:
         content = ContentSettings(content_type="application/json") if data[:1] == b"{" else None
         with _mapped(f"{container}/{name}"):
             blob = self._container(container).get_blob_client(name)
-            result = blob.upload_blob(
-                data, content_settings=content, metadata=dict(metadata or {}), **kwargs
-            )
+            result = blob.upload_blob(data, content_settings=content, **kwargs)
         return result["etag"]
-
-    def set_metadata(self, container: str, name: str, metadata: Mapping[str, str]) -> None:
-        """Replace an existing blob's metadata (NotFoundError if there is no such blob)."""
-        with _mapped(f"{container}/{name}"):
-            self._container(container).get_blob_client(name).set_blob_metadata(dict(metadata))
 
     def delete(self, container: str, name: str) -> None:
         """Delete the blob; a missing blob is fine."""
@@ -243,14 +211,6 @@ class BlobStore:
                 self._container(container).delete_blob(name)
         except NotFoundError:
             pass
-
-    def delete_many(self, container: str, names: list[str]) -> None:
-        """Delete blobs in batch requests (up to 256 each); missing blobs are fine."""
-        for start in range(0, len(names), BATCH):
-            with _mapped(f"{container}: batch delete"):
-                self._container(container).delete_blobs(
-                    *names[start : start + BATCH], raise_on_any_failure=False
-                )
 
     def download(self, container: str, name: str, dest: Path, *, etag: str | None = None) -> None:
         """Stream the blob into ``dest``; ``etag`` pins the version (ETagMismatch if it moved)."""

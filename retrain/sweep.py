@@ -1,10 +1,11 @@
 """The timer's sweep: read each active run's job state and record how it stands.
 
 Only runs in the ledger's active index are visited, so a tick costs O(active runs), not O(history):
-one listing of the index (whose metadata says where each run stood), one job-state read per run,
-and storage writes only for runs whose job moved. A run that moved is written with one ETag-guarded
-PUT of the record copy its marker carries (plus a metadata update of the marker unless it ended);
-only when that copy is stale (412) or missing is the record read first. Runs are checked
+one read of the index's shards (whose entries say where each run stood), one job-state read per
+run, and storage writes only for runs whose job moved. A run that moved is written with one
+ETag-guarded PUT of the record copy its index entry carries; only when that copy is stale (412) or
+missing is the record read first. The index itself is brought up to date at the end of the tick,
+in one guarded write per shard touched, however many runs moved or ended. Runs are checked
 concurrently (at most ``SWEEP_CONCURRENCY`` at a time); one run's error is logged and counted, and
 that run is simply checked again on the next tick. Terminal statuses (Completed with the score
 metrics, Failed with the reason, Canceled) are written once: the ledger never changes a terminal
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STALE_MARKER = timedelta(minutes=5)  # an active marker with no record, older than this, is junk
+STALE_ENTRY = timedelta(minutes=5)  # an index entry with no record, older than this, is junk
 
 
 @dataclass(frozen=True)
@@ -105,11 +106,11 @@ def sweep(
     tick = _Tick(ledger, backend, resume, clock)
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(entries)))) as pool:
         counts = Counter(pool.map(tick.check, entries))
-    if tick.ended:  # drop the ended runs' markers in a few batch requests, not one each
+    if tick.reindex:
         try:
-            ledger.unmark_many(tick.ended)
-        except Exception as exc:  # left behind, they are tidied on the next tick
-            log.warning("sweep: could not drop %d index entries: %s", len(tick.ended), exc)
+            ledger.reindex(tick.reindex)
+        except Exception as exc:  # stale entries cost a read next tick; ended ones are dropped then
+            log.warning("sweep: could not update %d index entries: %s", len(tick.reindex), exc)
     return SweepSummary(active=len(entries), **counts)
 
 
@@ -121,7 +122,9 @@ class _Tick:
     backend: Callable[[], Backend]
     resume: Callable[[RunRecord], bool]
     clock: Callable[[], datetime]
-    ended: list[str] = field(default_factory=list)  # list.append is atomic: no lock needed
+    # The index changes of the tick, written at its end: an entry's new state and record copy,
+    # or None to drop it. list.append is atomic: no lock needed.
+    reindex: list[tuple[ActiveEntry, tuple[RunRecord, str] | None]] = field(default_factory=list)
 
     def check(self, entry: ActiveEntry) -> str:
         """One run's outcome; an error is logged and counted, and the run is checked again on
@@ -134,7 +137,7 @@ class _Tick:
 
     def _check(self, entry: ActiveEntry) -> str:
         if entry.submitted and entry.job_name and entry.status is not None:
-            # Fast path: the marker says where the run stood at its last write; a job that has
+            # Fast path: the entry says where the run stood at its last write; a job that has
             # not moved costs no storage request at all.
             state = self._job_state(entry.job_name)
             if not state.status.terminal and (state.status, state.raw_status) == (
@@ -142,7 +145,7 @@ class _Tick:
                 entry.raw_status,
             ):
                 return "unchanged"
-            # The marker's copy of the record saves the read; if it is stale, the guarded write
+            # The entry's copy of the record saves the read; if it is stale, the guarded write
             # loses (412) and the ledger reads the record and applies the change again.
             found = entry.found
             if found is None or found[0].terminal or not found[0].submitted_at:
@@ -152,13 +155,13 @@ class _Tick:
         else:
             found = self.ledger.read(entry.run_id)
         if found is None:  # a claim whose record was never written, or is being written now
-            if self.clock() - entry.marked_at > STALE_MARKER:
-                self.ledger.unmark(entry.run_id)
+            if self.clock() - entry.marked_at > STALE_ENTRY:
+                self.reindex.append((entry, None))
                 return "cleaned"
             return "pending"
         record = found[0]
-        if record.terminal:  # turned terminal, but the marker outlived a crash
-            self.ledger.unmark(entry.run_id)
+        if record.terminal:  # turned terminal, but its entry outlived a crash
+            self.reindex.append((entry, None))
             return "cleaned"
         if record.submitted_at is None:
             return "resubmitted" if self.resume(record) else "pending"
@@ -175,14 +178,16 @@ class _Tick:
         record = found[0]
         now = self.clock()
         if apply_state(record, state, now) is None:
-            if not entry.matches(record):  # a marker left behind by a lost race: set it right
-                self.ledger.mark(record, found[1])
+            if not entry.matches(record):  # an entry left behind by a lost race: set it right
+                self.reindex.append((entry, found))
             return "unchanged"
-        stored, changed = self.ledger.update(
-            record.run_id, lambda r: apply_state(r, state, now), current=found, unmark=False
+        stored, etag, changed = self.ledger.write(
+            record.run_id, lambda r: apply_state(r, state, now), current=found
         )
         if stored.terminal:
-            self.ended.append(stored.run_id)
+            self.reindex.append((entry, None))
+        elif changed or not entry.matches(stored):
+            self.reindex.append((entry, (stored, etag)))
         if not changed:
             return "unchanged"
         if stored.terminal:

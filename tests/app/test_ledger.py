@@ -82,6 +82,44 @@ def test_the_active_index_follows_the_status(ledger):
     assert ledger.active() == []
 
 
+def test_concurrent_writers_lose_no_index_entry(ledger):
+    ids = [f"c{i:02d}" for i in range(48)]  # 48 runs over 16 shards: writers share every shard
+    _together(8, lambda i: [ledger.create(record(run_id)) for run_id in ids[i::8]])
+    entries = ledger.active()
+    assert sorted(e.run_id for e in entries) == ids
+    assert len({e.shard for e in entries}) > 8  # spread over the shards
+
+    def finish(run_id: str):
+        return ledger.update(run_id, lambda r: replace(r, status=RunStatus.COMPLETED))
+
+    _together(8, lambda i: [finish(run_id) for run_id in ids[i::16]])  # half of them end
+    assert sorted(e.run_id for e in ledger.active()) == [
+        run_id for n, run_id in enumerate(ids) if n % 16 >= 8
+    ]
+
+
+def test_reindex_writes_each_shard_once_and_never_revives_a_dropped_entry(ledger, monkeypatch):
+    for i in range(40):
+        ledger.create(record(f"d{i:02d}"))
+    entries = ledger.active()
+    ledger.unmark("d30")  # dropped meanwhile (its run ended elsewhere)
+    writes: list[str] = []
+    real = ledger.store.replace_json
+    monkeypatch.setattr(
+        ledger.store,
+        "replace_json",
+        lambda c, n, d, etag: writes.append(n) or real(c, n, d, etag=etag),
+    )
+    running = {e.run_id: (replace(ledger.get(e.run_id), status=RunStatus.RUNNING), "0x1")
+               for e in entries}  # fmt: skip
+    ledger.reindex([(e, None if e.run_id < "d20" else running[e.run_id]) for e in entries])
+
+    assert sorted(writes) == sorted({e.shard for e in entries})  # one guarded write per shard
+    left = {e.run_id: e for e in ledger.active()}
+    assert sorted(left) == [f"d{i:02d}" for i in range(20, 40) if i != 30]
+    assert all(e.status is RunStatus.RUNNING and e.found[1] == "0x1" for e in left.values())
+
+
 def test_recent_lists_newest_first(ledger):
     start = datetime(2025, 3, 1, tzinfo=timezone.utc)
     for i, minutes in enumerate([5, 1, 9, 3]):

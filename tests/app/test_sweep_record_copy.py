@@ -1,4 +1,4 @@
-"""The active marker carries the record and its ETag, so the sweep writes a moved run without
+"""The active index entry carries the record and its ETag, so the sweep writes a moved run without
 reading it; a stale copy loses the ETag race and the change is applied to the current record."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from apphelpers import batch_files, blob_event, records, upload
 
 from retrain.backends.base import JobState, RunStatus
+from retrain.ledger import RECORDS
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -23,9 +24,16 @@ def _runs(service, store, count: int) -> list:
 
 
 def _count_reads(store, monkeypatch) -> list:
+    """Reads of run records from now on (the index's own documents are not counted)."""
     reads: list = []
     real = store.read_json
-    monkeypatch.setattr(store, "read_json", lambda *a: reads.append(a) or real(*a))
+
+    def read_json(container: str, name: str):
+        if name.startswith(RECORDS):
+            reads.append(name)
+        return real(container, name)
+
+    monkeypatch.setattr(store, "read_json", read_json)
     return reads
 
 
@@ -54,9 +62,9 @@ def test_a_stale_copy_loses_the_race_and_the_other_writers_change_is_kept(
     service, store, backend, monkeypatch
 ):
     [run] = _runs(service, store, 1)
-    # Another writer changes a field the marker does not mirror: the marker is not rewritten, so
-    # its copy and ETag are now stale.
-    service.ledger.update(run.run_id, lambda r: replace(r, attempts=7))
+    # Another writer changes the record and dies before it re-indexes it: the index entry's copy
+    # and ETag are now stale.
+    service.ledger.write(run.run_id, lambda r: replace(r, attempts=7))
     [entry] = service.ledger.active()
     assert entry.found is not None and entry.found[0].attempts != 7
 
@@ -67,7 +75,7 @@ def test_a_stale_copy_loses_the_race_and_the_other_writers_change_is_kept(
     [stored] = records(service)
     assert (stored.status, stored.attempts) == (RunStatus.RUNNING, 7)
 
-    # The marker now carries the current record again: the next move needs no read.
+    # The entry carries the current record again: the next move needs no read.
     reads.clear()
     backend.states[run.job_name] = JobState(RunStatus.COMPLETED, "Completed")
     assert service.sweep().completed == 1
@@ -78,11 +86,10 @@ def test_a_stale_copy_loses_the_race_and_the_other_writers_change_is_kept(
 
 def test_a_record_that_turned_terminal_behind_a_stale_copy_never_changes(service, store, backend):
     [run] = _runs(service, store, 1)
-    # Canceled elsewhere, and the writer died before dropping the marker.
-    service.ledger.update(
-        run.run_id, lambda r: replace(r, status=RunStatus.CANCELED, raw_status="Canceled"),
-        unmark=False,
-    )  # fmt: skip
+    # Canceled elsewhere, and the writer died before dropping the index entry.
+    service.ledger.write(
+        run.run_id, lambda r: replace(r, status=RunStatus.CANCELED, raw_status="Canceled")
+    )
     backend.states[run.job_name] = JobState(RunStatus.COMPLETED, "Completed")
     summary = service.sweep()
     assert summary.completed == 0 and summary.errors == 0
