@@ -190,6 +190,11 @@ def _entry(run_id: str, shard: str, doc: dict[str, Any]) -> ActiveEntry:
     )
 
 
+def _marked_at(doc: Any) -> str:
+    """When an existing entry was first indexed ("" if it does not say)."""
+    return str(doc.get("marked_at") or "") if isinstance(doc, dict) else ""
+
+
 IndexEdit = Callable[[dict[str, Any]], bool]  # changes a shard's entries in place; True if it did
 
 
@@ -294,8 +299,7 @@ class Ledger:
             old = runs.get(run_id)
             if old is not None and new:
                 return False
-            marked_at = old.get("marked_at") if isinstance(old, dict) else None
-            doc = _entry_doc(record, etag, marked_at or iso(utcnow()) or "")
+            doc = _entry_doc(record, etag, _marked_at(old) or iso(utcnow()) or "")
             if doc == old:
                 return False
             runs[run_id] = doc
@@ -319,13 +323,12 @@ class Ledger:
             def edit(runs: dict[str, Any]) -> bool:
                 changed = False
                 for run_id, found in by_shard[shard]:
-                    old = runs.get(run_id)
-                    if old is None:
+                    if run_id not in runs:
                         continue
                     if found is None:
                         del runs[run_id]
                     else:
-                        runs[run_id] = _entry_doc(found[0], found[1], old.get("marked_at", ""))
+                        runs[run_id] = _entry_doc(found[0], found[1], _marked_at(runs[run_id]))
                     changed = True
                 return changed
 
