@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,12 +129,13 @@ def bench_sweep(service: RetrainService, runs: int) -> None:
     ledger, backend = service.ledger, service.backend
     now = iso(utcnow())
 
-    def create(i: int) -> None:
+    def create(i: int) -> None:  # as the service does: claim, submit, record the submission
         ledger.create(RunRecord(
             run_id=f"{i:016x}", source=f"landing/s{i}", trigger="blob",
-            status=RunStatus.SUBMITTED, created_at=now, submitted_at=now,
+            status=RunStatus.SUBMITTED, created_at=now, claimed_at=now,
             job_name=f"fashion-retrain-{i:016x}",
         ))  # fmt: skip
+        ledger.update(f"{i:016x}", lambda r: replace(r, claimed_at=None, submitted_at=now))
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(create, range(runs)))

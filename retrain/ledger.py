@@ -23,10 +23,10 @@ The active index: a run is indexed before its record is created and dropped afte
 turns terminal, so a crash in between leaves an entry the sweep tidies up, never an active run it
 cannot see. Shards are edited read-modify-write with If-Match too, so concurrent writers lose no
 entry. Why shards, not a marker blob per run: the sweep rewrites each shard once per tick, so a
-tick in which 1,000 runs move or end costs 16 index writes instead of 1,000 metadata writes or
-deletes (on Azurite, 1,000 runs ending in one tick went from 9.6-13 s to 5.3-6.0 s),
-and the cost still grows with active runs only. (Blob index tags would also do for the active
-set, but they are missing on hierarchical-namespace accounts and eventually consistent.)
+tick in which 1,000 runs move or end costs at most 16 index writes instead of 1,000 metadata
+writes or deletes (figures: docs/function-app.md, Performance), and the cost still grows with
+active runs only. (Blob index tags would also do for the active set, but they are missing on
+hierarchical-namespace accounts and eventually consistent.)
 """
 
 from __future__ import annotations
@@ -40,21 +40,23 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .backends.base import RunStatus
 from .errors import NotFoundError, TransientError
-from .storage import BlobStore, ETagMismatch
+from .storage import BlobStore, CorruptDocumentError, ETagMismatch
 
 log = logging.getLogger(__name__)
 
 RECORDS, INDEX, RECENT = "runs/", "index/active-", "recent/"
-SHARDS = 16  # active-index documents; a reader reads whatever shards exist, so this may change
+SHARDS = 16  # active-index documents; a run's shard is crc32(id) % SHARDS, so this stays fixed
 UPDATE_ATTEMPTS = 16  # ETag races to lose before giving up (TransientError: the host retries)
 INVERT_MS = 10**13  # recent/ names sort newest first until the year 2286
 ENTRY_RECORD_MAX = 8192  # a record copied into its index entry, as compact JSON (bigger: no copy)
 EARLIEST = datetime.min.replace(tzinfo=timezone.utc)  # an entry whose indexing time is unreadable
+STALE_ENTRY = timedelta(minutes=5)  # an index entry with no record, older than this, is junk
+REFRESH_ENTRY = STALE_ENTRY / 5  # a claim retried on an entry older than this renews its time
 
 
 def utcnow() -> datetime:
@@ -140,8 +142,17 @@ class ActiveEntry:
         )
 
 
+@dataclass(frozen=True)
+class IndexChange:
+    """One change the sweep makes to the active index at the end of its tick."""
+
+    entry: ActiveEntry  # as the sweep read it
+    found: tuple[RunRecord, str] | None = None  # the record and its ETag now; None: drop the entry
+    orphan: bool = False  # drop only if untouched since it was read (its record never appeared)
+
+
 def shard_of(run_id: str) -> str:
-    """The index document a new entry for ``run_id`` goes to (a stable hash of the id)."""
+    """The index document ``run_id``'s entry lives in (a stable hash of the id)."""
     return f"{INDEX}{zlib.crc32(run_id.encode()) % SHARDS:02d}.json"
 
 
@@ -161,21 +172,40 @@ def _entry_doc(record: RunRecord, etag: str | None, marked_at: str) -> dict[str,
     return doc
 
 
-def _entry(run_id: str, shard: str, doc: dict[str, Any]) -> ActiveEntry:
+def _marked_at(doc: Any) -> str:
+    """When an existing entry was first indexed ("" if it does not say)."""
+    value = doc.get("marked_at") if isinstance(doc, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def _time_or_none(text: str) -> datetime | None:
+    try:
+        return parse_time(text)
+    except ValueError:
+        return None
+
+
+def _newer(doc: Any, record: RunRecord) -> bool:
+    """Whether entry ``doc`` already carries a later version of the record than ``record``: an
+    index write that arrives late must not roll the entry back."""
+    copy = doc.get("record") if isinstance(doc, dict) else None
+    theirs = copy.get("updated_at") if isinstance(copy, dict) else None
+    return isinstance(theirs, str) and (record.updated_at is None or theirs > record.updated_at)
+
+
+def _entry(run_id: str, shard: str, doc: Any) -> ActiveEntry:
     """The entry ``doc`` describes; one it cannot read fully still names the run (the sweep then
     reads the record)."""
-    try:
-        marked_at = parse_time(doc.get("marked_at")) or EARLIEST
-    except (TypeError, ValueError):
-        marked_at = EARLIEST
+    doc = doc if isinstance(doc, dict) else {}
+    marked_at = _time_or_none(_marked_at(doc)) or EARLIEST
     try:
         status = RunStatus(doc["status"])
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, TypeError):
         return ActiveEntry(run_id, shard, marked_at)
     found = None
-    if doc.get("etag") and isinstance(doc.get("record"), dict):
+    if isinstance(doc.get("etag"), str) and isinstance(doc.get("record"), dict):
         try:
-            found = RunRecord.from_dict(doc["record"]), str(doc["etag"])
+            found = RunRecord.from_dict(doc["record"]), doc["etag"]
         except (KeyError, ValueError, TypeError):
             found = None
     return ActiveEntry(
@@ -188,11 +218,6 @@ def _entry(run_id: str, shard: str, doc: dict[str, Any]) -> ActiveEntry:
         submitted=bool(doc.get("submitted")),
         found=found,
     )
-
-
-def _marked_at(doc: Any) -> str:
-    """When an existing entry was first indexed ("" if it does not say)."""
-    return str(doc.get("marked_at") or "") if isinstance(doc, dict) else ""
 
 
 IndexEdit = Callable[[dict[str, Any]], bool]  # changes a shard's entries in place; True if it did
@@ -224,14 +249,11 @@ class Ledger:
     def create(self, record: RunRecord) -> bool:
         """Create ``record`` unless a record with its id exists. True if this call created it."""
         self._ready()
-        if not record.terminal:
+        if not record.terminal:  # indexed first: a crash now leaves junk, never a lost run
             self.mark(record, new=True)
         name = f"{RECORDS}{record.run_id}.json"
-        etag = self.store.create_json(self.container, name, record.to_dict())
-        if etag is None:
+        if self.store.create_json(self.container, name, record.to_dict()) is None:
             return False
-        if record.submitted_at and not record.terminal:  # the sweep's next write needs no read
-            self.mark(record, etag)
         created = parse_time(record.created_at) or utcnow()
         inverted = INVERT_MS - int(created.timestamp() * 1000)
         self.store.put(self.container, f"{RECENT}{inverted:013d}-{record.run_id}")
@@ -244,13 +266,19 @@ class Ledger:
         *,
         current: tuple[RunRecord, str] | None = None,
     ) -> tuple[RunRecord, bool]:
-        """Apply ``change`` to the current record under an ETag guard (see ``write``) and keep
-        the active index in step. Returns (record now stored, whether this call changed it)."""
+        """Apply ``change`` to the current record under an ETag guard (see ``write``), then bring
+        its index entry up to date. Returns (record now stored, whether this call changed it).
+
+        The index write is best effort: the record is what counts, and it is written by then;
+        the sweep sets a stale entry right (or drops the entry of a run that ended)."""
         stored, etag, changed = self.write(run_id, change, current=current)
-        if stored.terminal:
-            self.unmark(run_id)
-        elif changed:
-            self.mark(stored, etag)
+        try:
+            if stored.terminal:
+                self.unmark(run_id)
+            elif changed:
+                self.mark(stored, etag)
+        except Exception as exc:
+            log.warning("run %s: index entry left stale (%s); the sweep will catch up", run_id, exc)
         return stored, changed
 
     def write(
@@ -292,14 +320,24 @@ class Ledger:
 
     def mark(self, record: RunRecord, etag: str | None = None, *, new: bool = False) -> None:
         """Index ``record`` as active, with the state the sweep compares against (and, given
-        the ``etag`` it was stored with, the record). ``new``: only if it is not indexed yet."""
+        the ``etag`` it was stored with, the record). ``new``: a claim about to create the
+        record, which leaves an existing entry as it is, except that it renews an aging one
+        without a record copy (a retried claim), so the sweep does not take it for junk."""
         run_id = record.run_id
 
         def edit(runs: dict[str, Any]) -> bool:
             old = runs.get(run_id)
+            marked_at = _marked_at(old)
             if old is not None and new:
+                stamp = _time_or_none(marked_at)
+                if isinstance(old, dict) and old.get("etag"):
+                    return False
+                if stamp is not None and utcnow() - stamp < REFRESH_ENTRY:
+                    return False
+                marked_at = ""
+            elif _newer(old, record):
                 return False
-            doc = _entry_doc(record, etag, _marked_at(old) or iso(utcnow()) or "")
+            doc = _entry_doc(record, etag, marked_at or iso(utcnow()) or "")
             if doc == old:
                 return False
             runs[run_id] = doc
@@ -308,54 +346,64 @@ class Ledger:
         self._edit(shard_of(run_id), edit)
 
     def unmark(self, run_id: str) -> None:
-        """Drop ``run_id`` from the active index (its record is terminal, or missing for good)."""
+        """Drop ``run_id`` from the active index (its record is terminal)."""
         self._edit(shard_of(run_id), lambda runs: runs.pop(run_id, None) is not None)
 
-    def reindex(self, changes: Iterable[tuple[ActiveEntry, tuple[RunRecord, str] | None]]) -> None:
-        """The sweep's index changes, in one guarded write per shard touched: each listed entry
-        gets its record's new state and copy (record, ETag), or is dropped (None: the run ended,
-        or its entry is junk). An entry dropped meanwhile is not brought back."""
-        by_shard: dict[str, list[tuple[str, tuple[RunRecord, str] | None]]] = defaultdict(list)
-        for entry, found in changes:
-            by_shard[entry.shard].append((entry.run_id, found))
+    def reindex(self, changes: Iterable[IndexChange]) -> None:
+        """The sweep's index changes, in one guarded write per shard touched. An entry dropped
+        meanwhile is not brought back, and one that meanwhile got a later record is kept."""
+        by_shard: dict[str, list[IndexChange]] = defaultdict(list)
+        for change in changes:
+            by_shard[change.entry.shard].append(change)
 
         def apply(shard: str) -> None:
             def edit(runs: dict[str, Any]) -> bool:
                 changed = False
-                for run_id, found in by_shard[shard]:
-                    if run_id not in runs:
+                for change in by_shard[shard]:
+                    run_id = change.entry.run_id
+                    current = runs.get(run_id)
+                    if current is None:
                         continue
-                    if found is None:
+                    if change.found is None:
+                        if change.orphan and _entry(run_id, shard, current) != change.entry:
+                            continue  # its claim came back to life since the sweep read it
                         del runs[run_id]
+                    elif _newer(current, change.found[0]):
+                        continue
                     else:
-                        runs[run_id] = _entry_doc(found[0], found[1], _marked_at(runs[run_id]))
+                        runs[run_id] = _entry_doc(*change.found, _marked_at(current))
                     changed = True
                 return changed
 
             self._edit(shard, edit)
 
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(by_shard)))) as pool:
+        with _pool(len(by_shard)) as pool:
             list(pool.map(apply, by_shard))
 
     def active(self) -> list[ActiveEntry]:
         """Runs not yet terminal, from the active index: cost grows with active runs only."""
         self._ready()
         shards = [blob.name for blob in self.store.list(self.container, INDEX)]
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(shards)))) as pool:
+        with _pool(len(shards)) as pool:
             docs = list(pool.map(self._read_shard, shards))
         return [
-            _entry(run_id, shard, doc if isinstance(doc, dict) else {})
+            _entry(run_id, shard, doc)
             for shard, (runs, _) in zip(shards, docs, strict=True)
             for run_id, doc in runs.items()
         ]
 
     def _read_shard(self, shard: str) -> tuple[dict[str, Any], str | None]:
-        """A shard's entries and its ETag (None: no such shard yet)."""
-        found = self.store.read_json(self.container, shard)
+        """A shard's entries and its ETag (None: no such shard yet). One that is not a JSON
+        object reads as empty, so its next write replaces it instead of failing forever."""
+        try:
+            found = self.store.read_json(self.container, shard)
+        except CorruptDocumentError as exc:
+            log.warning("%s; its next write replaces it", exc)
+            return {}, exc.etag
         if found is None:
             return {}, None
         data, etag = found
-        runs = data.get("runs") if isinstance(data, dict) else None
+        runs = data.get("runs")
         return (runs if isinstance(runs, dict) else {}), etag
 
     def _edit(self, shard: str, edit: IndexEdit) -> None:
@@ -368,11 +416,13 @@ class Ledger:
                 return
             document = {"runs": runs}
             if etag is None:
-                if self.store.create_json(self.container, shard, document) is not None:
+                if self.store.create_json(self.container, shard, document, compact=True):
                     return
             else:
                 try:
-                    self.store.replace_json(self.container, shard, document, etag=etag)
+                    self.store.replace_json(
+                        self.container, shard, document, etag=etag, compact=True
+                    )
                     return
                 except ETagMismatch:
                     pass
@@ -387,11 +437,17 @@ class Ledger:
             run_id = blob.name.rpartition("-")[2]
             if run_id not in ids:
                 ids.append(run_id)
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with _pool(len(ids)) as pool:
             records = list(pool.map(self.get, ids))
         return [record for record in records if record is not None]
 
 
+def _pool(tasks: int) -> ThreadPoolExecutor:
+    """Threads for ``tasks`` independent storage requests (at most 8 at a time)."""
+    return ThreadPoolExecutor(max_workers=max(1, min(8, tasks)))
+
+
 def _backoff(attempt: int) -> None:
-    """A short random pause after a lost ETag race, longer with each loss."""
-    time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+    """A random pause after a lost ETag race: up to 5 ms, doubling with each loss, at most 0.5 s
+    (16 losses wait about 2.5 s in all, on average)."""
+    time.sleep(random.uniform(0, min(0.5, 0.005 * 2**attempt)))

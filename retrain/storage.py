@@ -7,8 +7,9 @@ The client comes from the ``DataStorage`` connection string, or identity-based f
 of ~15 s backoffs.
 
 Errors leave this module as the service's own: ``TransientError`` (throttling, 5xx, timeouts,
-connection trouble, after the retries), ``NotFoundError``, ``ConfigurationError`` (access denied)
-and ``ETagMismatch`` (an ETag guard failed: someone else wrote first).
+connection trouble, after the retries), ``NotFoundError``, ``ConfigurationError`` (access denied),
+``ETagMismatch`` (an ETag guard failed: someone else wrote first) and ``CorruptDocumentError`` (a
+JSON document that is not one).
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ TIMEOUTS = {"connection_timeout": 5, "read_timeout": 30}
 
 class ETagMismatch(Exception):
     """A conditional write lost: the blob changed (or appeared) since it was read."""
+
+
+class CorruptDocumentError(PermanentError):
+    """A blob that should hold a JSON document does not; ``etag`` lets a writer replace it."""
+
+    def __init__(self, message: str, etag: str) -> None:
+        super().__init__(message)
+        self.etag = etag
 
 
 @dataclass(frozen=True)
@@ -169,21 +178,35 @@ class BlobStore:
                 etag = stream.properties.etag
         except NotFoundError:
             return None
-        return json.loads(data), etag
-
-    def create_json(self, container: str, name: str, document: Mapping[str, Any]) -> str | None:
-        """Create the blob only if it does not exist (If-None-Match: *). Its ETag, or None if
-        it already existed: exactly one concurrent caller wins."""
         try:
-            return self._put(container, name, _dumps(document), etag="*")
+            document = json.loads(data)
+        except ValueError:
+            document = None
+        if not isinstance(document, dict):
+            raise CorruptDocumentError(f"{container}/{name}: not a JSON object", etag)
+        return document, etag
+
+    def create_json(
+        self, container: str, name: str, document: Mapping[str, Any], *, compact: bool = False
+    ) -> str | None:
+        """Create the blob only if it does not exist (If-None-Match: *). Its ETag, or None if
+        it already existed: exactly one concurrent caller wins. ``compact``: no indentation."""
+        try:
+            return self._put(container, name, _dumps(document, compact), etag="*")
         except ETagMismatch:
             return None
 
     def replace_json(
-        self, container: str, name: str, document: Mapping[str, Any], *, etag: str
+        self,
+        container: str,
+        name: str,
+        document: Mapping[str, Any],
+        *,
+        etag: str,
+        compact: bool = False,
     ) -> str:
         """Overwrite the blob only if it still has ``etag`` (If-Match); else ETagMismatch."""
-        return self._put(container, name, _dumps(document), etag=etag)
+        return self._put(container, name, _dumps(document, compact), etag=etag)
 
     def put(self, container: str, name: str, data: bytes = b"") -> str:
         """Write (or overwrite) a blob unconditionally; returns its ETag."""
@@ -224,8 +247,11 @@ class BlobStore:
             blob.download_blob(max_concurrency=2, **guard).readinto(out)
 
 
-def _dumps(document: Mapping[str, Any]) -> bytes:
-    return json.dumps(document, indent=2, sort_keys=False).encode() + b"\n"
+def _dumps(document: Mapping[str, Any], compact: bool = False) -> bytes:
+    """Records are indented for people browsing the container; compact for machine documents."""
+    if compact:
+        return json.dumps(document, separators=(",", ":")).encode()
+    return json.dumps(document, indent=2).encode() + b"\n"
 
 
 def _build_client(settings: Settings) -> BlobServiceClient:

@@ -19,19 +19,26 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .backends.base import JobState, RunStatus
 from .errors import NotFoundError
-from .ledger import ActiveEntry, Ledger, RunRecord, iso, parse_time, utcnow
+from .ledger import (
+    STALE_ENTRY,
+    ActiveEntry,
+    IndexChange,
+    Ledger,
+    RunRecord,
+    iso,
+    parse_time,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from .backends.base import Backend
 
 log = logging.getLogger(__name__)
-
-STALE_ENTRY = timedelta(minutes=5)  # an index entry with no record, older than this, is junk
 
 
 @dataclass(frozen=True)
@@ -122,9 +129,8 @@ class _Tick:
     backend: Callable[[], Backend]
     resume: Callable[[RunRecord], bool]
     clock: Callable[[], datetime]
-    # The index changes of the tick, written at its end: an entry's new state and record copy,
-    # or None to drop it. list.append is atomic: no lock needed.
-    reindex: list[tuple[ActiveEntry, tuple[RunRecord, str] | None]] = field(default_factory=list)
+    # The index changes of the tick, written at its end. list.append is atomic: no lock needed.
+    reindex: list[IndexChange] = field(default_factory=list)
 
     def check(self, entry: ActiveEntry) -> str:
         """One run's outcome; an error is logged and counted, and the run is checked again on
@@ -136,6 +142,7 @@ class _Tick:
             return "errors"
 
     def _check(self, entry: ActiveEntry) -> str:
+        state, found = None, None
         if entry.submitted and entry.job_name and entry.status is not None:
             # Fast path: the entry says where the run stood at its last write; a job that has
             # not moved costs no storage request at all.
@@ -148,25 +155,23 @@ class _Tick:
             # The entry's copy of the record saves the read; if it is stale, the guarded write
             # loses (412) and the ledger reads the record and applies the change again.
             found = entry.found
-            if found is None or found[0].terminal or not found[0].submitted_at:
-                found = self.ledger.read(entry.run_id)
-            if found is not None and not found[0].terminal and found[0].submitted_at:
-                return self._apply(entry, found, state)
-        else:
+        if found is None or found[0].terminal or found[0].submitted_at is None:
             found = self.ledger.read(entry.run_id)
         if found is None:  # a claim whose record was never written, or is being written now
             if self.clock() - entry.marked_at > STALE_ENTRY:
-                self.reindex.append((entry, None))
+                self.reindex.append(IndexChange(entry, orphan=True))
                 return "cleaned"
             return "pending"
         record = found[0]
         if record.terminal:  # turned terminal, but its entry outlived a crash
-            self.reindex.append((entry, None))
+            self.reindex.append(IndexChange(entry))
             return "cleaned"
         if record.submitted_at is None:
             return "resubmitted" if self.resume(record) else "pending"
         assert record.job_name is not None
-        return self._apply(entry, found, self._job_state(record.job_name))
+        if state is None or record.job_name != entry.job_name:
+            state = self._job_state(record.job_name)
+        return self._apply(entry, found, state)
 
     def _job_state(self, job_name: str) -> JobState:
         try:
@@ -179,15 +184,15 @@ class _Tick:
         now = self.clock()
         if apply_state(record, state, now) is None:
             if not entry.matches(record):  # an entry left behind by a lost race: set it right
-                self.reindex.append((entry, found))
+                self.reindex.append(IndexChange(entry, found))
             return "unchanged"
         stored, etag, changed = self.ledger.write(
             record.run_id, lambda r: apply_state(r, state, now), current=found
         )
         if stored.terminal:
-            self.reindex.append((entry, None))
+            self.reindex.append(IndexChange(entry))
         elif changed or not entry.matches(stored):
-            self.reindex.append((entry, (stored, etag)))
+            self.reindex.append(IndexChange(entry, (stored, etag)))
         if not changed:
             return "unchanged"
         if stored.terminal:

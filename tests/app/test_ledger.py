@@ -9,8 +9,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from retrain import ledger as ledger_module
 from retrain.backends.base import RunStatus
-from retrain.ledger import Ledger, RunRecord, iso
+from retrain.errors import TransientError
+from retrain.ledger import IndexChange, Ledger, RunRecord, iso, shard_of
 
 
 @pytest.fixture
@@ -108,16 +110,67 @@ def test_reindex_writes_each_shard_once_and_never_revives_a_dropped_entry(ledger
     monkeypatch.setattr(
         ledger.store,
         "replace_json",
-        lambda c, n, d, etag: writes.append(n) or real(c, n, d, etag=etag),
+        lambda c, n, d, **guard: writes.append(n) or real(c, n, d, **guard),
     )
     running = {e.run_id: (replace(ledger.get(e.run_id), status=RunStatus.RUNNING), "0x1")
                for e in entries}  # fmt: skip
-    ledger.reindex([(e, None if e.run_id < "d20" else running[e.run_id]) for e in entries])
+    ledger.reindex(
+        [IndexChange(e, None if e.run_id < "d20" else running[e.run_id]) for e in entries]
+    )
 
     assert sorted(writes) == sorted({e.shard for e in entries})  # one guarded write per shard
     left = {e.run_id: e for e in ledger.active()}
     assert sorted(left) == [f"d{i:02d}" for i in range(20, 40) if i != 30]
     assert all(e.status is RunStatus.RUNNING and e.found[1] == "0x1" for e in left.values())
+
+
+def test_an_orphan_is_not_dropped_once_its_claim_comes_back(ledger, monkeypatch):
+    """The sweep saw an old entry with no record; before its tick ends, a retried claim renews
+    the entry and creates the record. The drop must not land, or the run would be lost."""
+    long_ago = datetime.now(timezone.utc) - timedelta(minutes=10)
+    with monkeypatch.context() as m:
+        m.setattr(ledger_module, "utcnow", lambda: long_ago)
+        ledger.mark(record("o1"), new=True)
+        ledger.mark(record("o2"), new=True)
+    seen = {e.run_id: e for e in ledger.active()}
+    assert all(e.marked_at <= long_ago for e in seen.values())  # both look like junk now
+
+    assert ledger.create(record("o1"))  # the retried claim: renews the entry, then creates
+    ledger.reindex([IndexChange(seen["o1"], orphan=True), IndexChange(seen["o2"], orphan=True)])
+    assert [e.run_id for e in ledger.active()] == ["o1"]  # o2 really was junk
+
+
+def test_a_late_index_write_does_not_roll_an_entry_back(ledger):
+    ledger.create(record("n1"))
+    older, _ = ledger.update("n1", lambda r: replace(r, status=RunStatus.RUNNING))
+    older_etag = ledger.read("n1")[1]
+    newer, _ = ledger.update("n1", lambda r: replace(r, raw_status="Running", attempts=2))
+    [entry] = ledger.active()
+    ledger.reindex([IndexChange(entry, (older, older_etag))])  # the sweep's, arriving late
+    [kept] = ledger.active()
+    assert kept.found[0] == newer
+
+
+def test_a_record_write_stands_when_its_index_write_fails(ledger, monkeypatch, caplog):
+    ledger.create(record("f1"))
+
+    def refuse(*_args, **_kwargs):
+        raise TransientError("index unavailable")
+
+    monkeypatch.setattr(ledger, "_edit", refuse)
+    _, changed = ledger.update("f1", lambda r: replace(r, status=RunStatus.COMPLETED))
+    assert changed and ledger.get("f1").status is RunStatus.COMPLETED
+    assert "index entry left stale" in caplog.text
+
+
+def test_a_shard_that_is_not_json_is_read_as_empty_and_replaced(ledger, caplog):
+    ledger.create(record("g1"))
+    ledger.create(record("g2"))
+    ledger.store.put(ledger.container, shard_of("g1"), b"{ not json")
+    assert "g1" not in [e.run_id for e in ledger.active()]
+    assert "not a JSON object" in caplog.text
+    ledger.mark(record("g1"))  # the next write to that shard replaces it
+    assert "g1" in [e.run_id for e in ledger.active()]
 
 
 def test_recent_lists_newest_first(ledger):
