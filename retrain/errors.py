@@ -9,8 +9,10 @@
     │   ├── NotFoundError             unknown batch, asset or run
     │   ├── ConfigurationError        missing/bad setting, unknown workspace or compute
     │   └── SubmissionError           the backend refused the job (validation, authorization)
-    └── TransientError                storage/backend unavailable: raised so the host retries;
-                                      the run key guarantees a retry never makes a second job
+    ├── TransientError                storage/backend unavailable: raised so the host retries;
+    │                                 the run key guarantees a retry never makes a second job
+    └── CorruptDocumentError          our own stored JSON is damaged: a fault of ours, never the
+                                      caller's (HTTP 500, logged; a blob event is retried)
 
 A handler records a PermanentError on the run (status Rejected or Failed) and returns normally;
 it lets a TransientError propagate.
@@ -59,3 +61,11 @@ class SubmissionError(PermanentError):
 
 class TransientError(RetrainError):
     """Storage or backend temporarily unavailable; safe to retry."""
+
+
+class CorruptDocumentError(RetrainError):
+    """A blob that should hold our JSON document does not; ``etag`` lets a writer replace it."""
+
+    def __init__(self, message: str, etag: str) -> None:
+        super().__init__(message)
+        self.etag = etag

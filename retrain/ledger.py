@@ -44,8 +44,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .backends.base import RunStatus
-from .errors import NotFoundError, TransientError
-from .storage import BlobStore, CorruptDocumentError, ETagMismatch
+from .errors import CorruptDocumentError, NotFoundError, TransientError
+from .storage import BlobStore, ETagMismatch
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +305,7 @@ class Ledger:
             new = change(record)
             if new is None or new == record:
                 return record, etag, False
-            new = replace(new, updated_at=iso(utcnow()))
+            new = replace(new, updated_at=_later_than(record.updated_at))
             try:
                 new_etag = self.store.replace_json(
                     self.container, f"{RECORDS}{run_id}.json", new.to_dict(), etag=etag
@@ -351,9 +351,13 @@ class Ledger:
 
     def reindex(self, changes: Iterable[IndexChange]) -> None:
         """The sweep's index changes, in one guarded write per shard touched. An entry dropped
-        meanwhile is not brought back, and one that meanwhile got a later record is kept."""
+        meanwhile is not brought back, and one that meanwhile got a later record is kept. An
+        orphan is dropped only if its record still does not exist and nobody has touched its
+        entry since the sweep read it (a claim that came back to life renews it)."""
         by_shard: dict[str, list[IndexChange]] = defaultdict(list)
         for change in changes:
+            if change.orphan and self.read(change.entry.run_id) is not None:
+                continue  # its claim created the record after all; the next tick sees it
             by_shard[change.entry.shard].append(change)
 
         def apply(shard: str) -> None:
@@ -398,13 +402,37 @@ class Ledger:
         try:
             found = self.store.read_json(self.container, shard)
         except CorruptDocumentError as exc:
-            log.warning("%s; its next write replaces it", exc)
-            return {}, exc.etag
+            return self._repair(shard, exc)
         if found is None:
             return {}, None
         data, etag = found
         runs = data.get("runs")
         return (runs if isinstance(runs, dict) else {}), etag
+
+    def _repair(self, shard: str, damage: CorruptDocumentError) -> tuple[dict[str, Any], str]:
+        """Rebuild a damaged shard from the records (every run hashed to it that is not
+        terminal) and write it back in place of the damaged one. This lists all records, so it
+        costs O(history), but only after something outside the ledger broke the shard."""
+        log.error("%s: rebuilding it from the run records", damage)
+        runs: dict[str, Any] = {}
+        for blob in self.store.list(self.container, RECORDS):
+            run_id = blob.name[len(RECORDS) :].removesuffix(".json")
+            if shard_of(run_id) != shard:
+                continue
+            try:
+                found = self.read(run_id)
+            except CorruptDocumentError as exc:
+                log.error("%s: left out of the rebuilt index", exc)
+                continue
+            if found is not None and not found[0].terminal:
+                runs[run_id] = _entry_doc(found[0], found[1], iso(utcnow()) or "")
+        try:
+            etag = self.store.replace_json(
+                self.container, shard, {"runs": runs}, etag=damage.etag, compact=True
+            )
+        except ETagMismatch:  # someone else replaced it meanwhile: read theirs
+            return self._read_shard(shard)
+        return runs, etag
 
     def _edit(self, shard: str, edit: IndexEdit) -> None:
         """Read-modify-write one shard under an ETag guard (create it if missing), retrying lost
@@ -440,6 +468,16 @@ class Ledger:
         with _pool(len(ids)) as pool:
             records = list(pool.map(self.get, ids))
         return [record for record in records if record is not None]
+
+
+def _later_than(previous: str | None) -> str | None:
+    """Now, or 1 ms after ``previous`` if a skewed clock elsewhere wrote a later time: a
+    record's ``updated_at`` only grows, so it orders the record's versions."""
+    now = utcnow()
+    last = _time_or_none(previous or "")
+    if last is not None and last >= now:
+        now = last + timedelta(milliseconds=1)
+    return iso(now)
 
 
 def _pool(tasks: int) -> ThreadPoolExecutor:

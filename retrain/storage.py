@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .errors import ConfigurationError, NotFoundError, PermanentError, TransientError
+from .errors import (
+    ConfigurationError,
+    CorruptDocumentError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
 
 if TYPE_CHECKING:  # azure.storage.blob costs ~0.25 s to import: only on first use.
     from azure.storage.blob import BlobServiceClient, ContainerClient
@@ -37,14 +43,6 @@ TIMEOUTS = {"connection_timeout": 5, "read_timeout": 30}
 
 class ETagMismatch(Exception):
     """A conditional write lost: the blob changed (or appeared) since it was read."""
-
-
-class CorruptDocumentError(PermanentError):
-    """A blob that should hold a JSON document does not; ``etag`` lets a writer replace it."""
-
-    def __init__(self, message: str, etag: str) -> None:
-        super().__init__(message)
-        self.etag = etag
 
 
 @dataclass(frozen=True)

@@ -124,20 +124,28 @@ def test_reindex_writes_each_shard_once_and_never_revives_a_dropped_entry(ledger
     assert all(e.status is RunStatus.RUNNING and e.found[1] == "0x1" for e in left.values())
 
 
-def test_an_orphan_is_not_dropped_once_its_claim_comes_back(ledger, monkeypatch):
-    """The sweep saw an old entry with no record; before its tick ends, a retried claim renews
-    the entry and creates the record. The drop must not land, or the run would be lost."""
+def test_an_orphan_is_dropped_only_while_it_is_one(ledger, monkeypatch):
+    """The sweep saw old entries with no record. Before its tick ends, one claim is retried
+    (renewing its entry) and another's record appears: dropping either would lose a run."""
     long_ago = datetime.now(timezone.utc) - timedelta(minutes=10)
     with monkeypatch.context() as m:
         m.setattr(ledger_module, "utcnow", lambda: long_ago)
-        ledger.mark(record("o1"), new=True)
-        ledger.mark(record("o2"), new=True)
+        for run_id in ("o1", "o2", "o3"):
+            ledger.mark(record(run_id), new=True)
     seen = {e.run_id: e for e in ledger.active()}
-    assert all(e.marked_at <= long_ago for e in seen.values())  # both look like junk now
+    assert all(e.marked_at <= long_ago for e in seen.values())  # all look like junk now
 
-    assert ledger.create(record("o1"))  # the retried claim: renews the entry, then creates
-    ledger.reindex([IndexChange(seen["o1"], orphan=True), IndexChange(seen["o2"], orphan=True)])
-    assert [e.run_id for e in ledger.active()] == ["o1"]  # o2 really was junk
+    ledger.mark(record("o1"), new=True)  # a retried claim renews its aging entry
+    ledger.store.create_json(ledger.container, "runs/o2.json", record("o2").to_dict())
+    ledger.reindex([IndexChange(seen[run_id], orphan=True) for run_id in ("o1", "o2", "o3")])
+    assert sorted(e.run_id for e in ledger.active()) == ["o1", "o2"]  # only o3 was junk
+
+
+def test_updated_at_only_grows_even_after_a_host_with_a_fast_clock(ledger):
+    ahead = "2099-01-01T00:00:00.000Z"  # written by a host whose clock runs ahead
+    ledger.create(replace(record("u1"), updated_at=ahead))
+    stored, _ = ledger.update("u1", lambda r: replace(r, attempts=1))
+    assert stored.updated_at == "2099-01-01T00:00:00.001Z"
 
 
 def test_a_late_index_write_does_not_roll_an_entry_back(ledger):
@@ -163,14 +171,19 @@ def test_a_record_write_stands_when_its_index_write_fails(ledger, monkeypatch, c
     assert "index entry left stale" in caplog.text
 
 
-def test_a_shard_that_is_not_json_is_read_as_empty_and_replaced(ledger, caplog):
-    ledger.create(record("g1"))
-    ledger.create(record("g2"))
-    ledger.store.put(ledger.container, shard_of("g1"), b"{ not json")
-    assert "g1" not in [e.run_id for e in ledger.active()]
+def test_a_shard_that_is_not_json_is_rebuilt_from_the_records(ledger, caplog):
+    ids = [f"g{i:02d}" for i in range(64)]
+    for run_id in ids:
+        ledger.create(record(run_id))
+    shard = shard_of("g00")
+    mates = [run_id for run_id in ids if shard_of(run_id) == shard]
+    ledger.update(mates[-1], lambda r: replace(r, status=RunStatus.COMPLETED))
+    ledger.store.put(ledger.container, shard, b"{ damaged")
+
+    active = {e.run_id for e in ledger.active()}
     assert "not a JSON object" in caplog.text
-    ledger.mark(record("g1"))  # the next write to that shard replaces it
-    assert "g1" in [e.run_id for e in ledger.active()]
+    assert active == set(ids) - {mates[-1]}  # the damaged shard's live runs are all back
+    assert ledger.store.read_json(ledger.container, shard) is not None  # and written back
 
 
 def test_recent_lists_newest_first(ledger):

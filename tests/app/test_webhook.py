@@ -189,6 +189,14 @@ def test_an_unexpected_error_is_a_500_without_a_stack_trace(service, backend, ba
     assert "boom" not in json.dumps(answer) and "Traceback" not in json.dumps(answer)
 
 
+def test_a_damaged_run_record_is_our_500_not_the_callers_fault(service, store, batch, caplog):
+    run_id = http("POST", "retrain", {"data": batch})[1]["run_id"]
+    store.put(service.settings.runs_container, f"runs/{run_id}.json", b"{ damaged")
+    status, answer, _ = http("GET", f"retrain/{run_id}")
+    assert status == 500 and answer["error"]["message"] == "internal error; see the function's log"
+    assert "not a JSON object" in caplog.text  # logged for us, not blamed on the caller
+
+
 def test_concurrent_posts_with_one_idempotency_key_make_one_run(service, backend, batch):
     import threading
 
