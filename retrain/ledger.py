@@ -398,7 +398,7 @@ class Ledger:
 
     def _read_shard(self, shard: str) -> tuple[dict[str, Any], str | None]:
         """A shard's entries and its ETag (None: no such shard yet). One that is not a JSON
-        object reads as empty, so its next write replaces it instead of failing forever."""
+        object is rebuilt from the records (``_repair``) instead of failing every reader."""
         try:
             found = self.store.read_json(self.container, shard)
         except CorruptDocumentError as exc:
