@@ -6,6 +6,7 @@ Every name here is documented in ``local.settings.json.example``; defaults suit 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,16 +43,32 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _table_name(name: str) -> str:
+    """Table Storage's naming rule (3-63 letters and digits, a letter first), checked up front so
+    a bad ``RUNS_TABLE`` is named here, not as an HTTP 400 from the first request."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", name):
+        raise ConfigurationError(
+            f"RUNS_TABLE: expected 3 to 63 letters and digits, starting with a letter; got {name!r}"
+        )
+    return name
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service reads from app settings."""
 
-    # Storage: a connection string, or identity-based via DataStorage__blobServiceUri.
+    # Storage: a connection string, or identity-based via DataStorage__blobServiceUri (and the
+    # queue and table service URIs beside it).
     storage_connection: str | None = "UseDevelopmentStorage=true"
     storage_blob_uri: str | None = None
+    storage_queue_uri: str | None = None
+    storage_table_uri: str | None = None
     storage_client_id: str | None = None  # DataStorage__clientId, else AZURE_CLIENT_ID
     landing_container: str = "landing"
-    runs_container: str = "runs"
+    runs_container: str = "runs"  # the blob ledger, until the Table ledger replaces it
+    runs_table: str = "runs"  # the run ledger (Table Storage)
+    settle_queue: str = "retrain-settle"  # delayed re-checks of batches still settling
+    settle_seconds: int = 30  # a complete batch runs once unchanged this long (0: at once)
 
     backend: str = "local"
     local_runs_dir: Path = PROJECT_ROOT / ".runs"
@@ -66,6 +83,7 @@ class Settings:
     gpu_compute: str = "gpu-cluster"  # "serverless" is accepted
     gpu_instance_type: str = "Standard_NC4as_T4_v3"  # used when gpu_compute is serverless
     data_asset_name: str = "fashion-mnist"
+    environment: str | None = None  # AZUREML_ENVIRONMENT "name:version"; None: anonymous (dev)
     experiment_name: str = "fashion-retraining"
 
     epochs: int = 20
@@ -82,7 +100,11 @@ class Settings:
         env = os.environ if env is None else env
         connection = env.get("DataStorage", "").strip() or None
         blob_uri = env.get("DataStorage__blobServiceUri", "").strip() or None
-        if connection is None and blob_uri is None:
+        identity_based = any(
+            env.get(f"DataStorage__{service}ServiceUri", "").strip()
+            for service in ("blob", "queue", "table")
+        )
+        if connection is None and not identity_based:
             connection = cls.storage_connection
         backend = env.get("RETRAIN_BACKEND", cls.backend).strip().lower() or cls.backend
         if backend not in BACKENDS:
@@ -98,6 +120,11 @@ class Settings:
             or None,
             landing_container=env.get("LANDING_CONTAINER", "").strip() or cls.landing_container,
             runs_container=env.get("RUNS_CONTAINER", "").strip() or cls.runs_container,
+            storage_queue_uri=env.get("DataStorage__queueServiceUri", "").strip() or None,
+            storage_table_uri=env.get("DataStorage__tableServiceUri", "").strip() or None,
+            runs_table=_table_name(env.get("RUNS_TABLE", "").strip() or cls.runs_table),
+            settle_queue=env.get("SETTLE_QUEUE", "").strip() or cls.settle_queue,
+            settle_seconds=_int(env, "BATCH_SETTLE_SECONDS", cls.settle_seconds, minimum=0),
             backend=backend,
             local_runs_dir=Path(runs_dir) if runs_dir else PROJECT_ROOT / ".runs",
             subscription_id=env.get("AZURE_SUBSCRIPTION_ID", "").strip() or None,
@@ -109,6 +136,7 @@ class Settings:
             gpu_instance_type=env.get("AZUREML_GPU_INSTANCE_TYPE", "").strip()
             or cls.gpu_instance_type,
             data_asset_name=env.get("DATA_ASSET_NAME", "").strip() or cls.data_asset_name,
+            environment=env.get("AZUREML_ENVIRONMENT", "").strip() or None,
             experiment_name=env.get("EXPERIMENT_NAME", "").strip() or cls.experiment_name,
             epochs=_int(env, "TRAIN_EPOCHS", cls.epochs),
             batch_size=_int(env, "TRAIN_BATCH_SIZE", cls.batch_size),
