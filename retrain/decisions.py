@@ -1,16 +1,19 @@
 """Pure decisions (no I/O): what a blob event or an HTTP request asks the service to do.
 
-A blob event becomes ``Ignore(reason)``, ``Wait(missing files)`` or ``Submit(batch)``; the run key
-of a Submit covers the batch and its four files' ETags. An HTTP body becomes a typed
+A blob event becomes ``Ignore(reason)``, ``Wait(missing files)``, ``Settle(batch, delay)``
+(complete, but changed too recently: look again later) or ``Submit(batch)``; the run key of a
+Submit covers the batch and its four files' ETags. An HTTP body becomes a typed
 ``RetrainRequest``, or an ``InvalidRequestError`` that names the field at fault.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from . import keys
@@ -56,6 +59,16 @@ class Wait:
 
 
 @dataclass(frozen=True)
+class Settle:
+    """The batch is complete but one of its files changed ``age_s`` ago, less than the settle
+    time: look again in ``delay_s`` seconds (a re-upload may still be under way)."""
+
+    batch: Batch
+    age_s: float
+    delay_s: int
+
+
+@dataclass(frozen=True)
 class Submit:
     """The batch is complete: validate it, then run it once under ``run_id``."""
 
@@ -78,12 +91,45 @@ def locate(blob_path: str, landing_container: str) -> BlobPath | Ignore:
     return path
 
 
-def decide_batch(container: str, batch: str, listing: Iterable[BlobInfo]) -> Wait | Submit:
-    """Wait for the missing files, or submit the complete batch (keyed on its four ETags)."""
+def decide_batch(
+    container: str,
+    batch: str,
+    listing: Iterable[BlobInfo],
+    *,
+    now: datetime | None = None,
+    settle_s: int = 0,
+) -> Wait | Settle | Submit:
+    """Wait for the missing files; let a complete batch settle until none of its four files has
+    changed for ``settle_s`` seconds (as of ``now``); then submit it, keyed on its four ETags."""
     files, missing = select_files(batch, listing)
     if missing:
         return Wait(f"{container}/{batch}", tuple(missing))
-    return Submit(Batch(container, batch, files))
+    complete = Batch(container, batch, files)
+    if settle_s > 0 and now is not None:
+        newest = max(blob.last_modified for blob in files.values())
+        age = (now - newest).total_seconds()
+        if age < settle_s:
+            # One second of margin: the storage service's clock and ours differ a little.
+            return Settle(complete, age, math.ceil(settle_s - age) + 1)
+    return Submit(complete)
+
+
+def settle_message(batch: Batch) -> str:
+    """The settle queue's message for ``batch``."""
+    return json.dumps({"source": batch.source})
+
+
+def parse_settle_message(text: str, landing_container: str) -> tuple[str, str]:
+    """(container, batch) from a settle queue message; InvalidRequestError if it is not one of
+    ours for the landing container."""
+    try:
+        source = json.loads(text)["source"]
+    except (ValueError, TypeError, KeyError):
+        raise InvalidRequestError("message", 'expected {"source": "<container>/<batch>"}') from None
+    path = BlobPath.parse(f"{source}/x") if isinstance(source, str) else None
+    if path is None or path.container != landing_container:
+        raise InvalidRequestError("source", f"expected a batch in {landing_container!r}")
+    return path.container, path.batch
 
 
 # --- HTTP requests -------------------------------------------------------------------------------

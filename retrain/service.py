@@ -1,15 +1,18 @@
 """The service the triggers call: it decides (``decisions``), then acts.
 
-Acting on a complete batch: validate it cheaply -> claim the run in the ledger (conditional
-create) -> submit through the backend under the deterministic job name -> record Submitted.
+Acting on a complete batch: wait until it has settled -> validate it cheaply -> claim the run in
+the ledger (one conditional transaction) -> submit through the backend under the deterministic
+job name -> record Submitted.
 
+- A batch that changed less than ``BATCH_SETTLE_SECONDS`` ago is re-checked later through the
+  settle queue (a message with a visibility delay), so a file-by-file re-upload runs once, on
+  its final content.
 - An invalid batch is recorded as Rejected, naming the file; nothing is submitted or raised.
-- A TransientError propagates so the host retries. The claim is released first, so the retry
-  (which derives the same run id from the same content) takes it and submits under the same job
-  name; the backends return the existing job for a repeat name, so no retry makes a second job.
-- A claim is a lease (``claimed_at``): concurrent deliveries that find a fresh claim leave the
-  submission to its holder. A claim whose holder died expires, and the next delivery, webhook
-  repeat or timer sweep completes the submission.
+- Any failure after the claim releases it before it propagates (TransientError: the host
+  retries), so the retry, or the next sweep tick at the latest, takes it at once and submits
+  under the same job name; the backends return the existing job for a repeat name, so no retry
+  makes a second job. A claim is a lease (``claimed_at``): only a holder that died outright
+  leaves one to expire.
 """
 
 from __future__ import annotations
@@ -18,45 +21,43 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from . import keys
 from .backends.base import (
-    BlobRef,
     DataAsset,
-    LandingBatch,
     RunStatus,
-    SubmitRequest,
 )
 from .batches import Batch, select_files
 from .decisions import (
     BatchData,
     Ignore,
     RetrainRequest,
+    Settle,
     Wait,
     decide_batch,
     http_run_id,
     locate,
+    parse_settle_message,
+    settle_message,
 )
 from .errors import (
     InvalidBatchError,
     InvalidRequestError,
     NotFoundError,
-    PermanentError,
-    TransientError,
 )
-from .ledger import Ledger, RunRecord, iso, parse_time, utcnow
+from .ledger import DamagedRun, Ledger
+from .records import RunRecord, iso, utcnow
 from .settings import Settings
-from .storage import BlobStore
+from .storage import BlobStore, MessageQueue
+from .submission import Launcher
 from .sweep import SweepSummary, sweep
 
 if TYPE_CHECKING:
     from .backends.base import Backend
 
 log = logging.getLogger(__name__)
-
-CLAIM_LEASE = timedelta(minutes=10)  # longer than any submission; a dead holder's claim expires
 
 
 class UnknownDataError(NotFoundError):
@@ -74,7 +75,7 @@ class UnknownRunError(NotFoundError):
 
 
 class IncompleteBatchError(InvalidRequestError):
-    """The webhook named a batch that is still missing files."""
+    """The webhook named a batch that is still missing files, or still settling."""
 
     http_status = 409
 
@@ -89,7 +90,8 @@ class IdempotencyConflictError(InvalidRequestError):
 class Outcome:
     """What one blob event led to (logged by the trigger)."""
 
-    action: str  # ignored | waiting | rejected | submitted | duplicate | in_progress | failed
+    action: str  # ignored | waiting | settling | rejected | submitted | duplicate | in_progress
+    # | failed
     reason: str
     run_id: str | None = None
 
@@ -110,7 +112,9 @@ class RetrainService:
     ) -> None:
         self.settings = settings
         self.store = store or BlobStore(settings)
-        self.ledger = Ledger(self.store, settings.runs_container)
+        self.ledger = Ledger(self.store.account, settings.runs_table)
+        self.settle_queue = MessageQueue(self.store.account, settings.settle_queue)
+        self.launcher = Launcher(settings, self.ledger, self.store, lambda: self.backend, clock)
         self.clock = clock
         self._backend = backend
         self._lock = threading.Lock()
@@ -129,25 +133,37 @@ class RetrainService:
     # --- blob trigger ----------------------------------------------------------------------------
 
     def handle_blob(self, blob_path: str) -> Outcome:
-        """One blob event (``container/batch/file``): ignore, wait, reject or submit, once."""
+        """One blob event (``container/batch/file``): ignore, wait, settle, reject or submit."""
         located = locate(blob_path, self.settings.landing_container)
         if isinstance(located, Ignore):
             return Outcome("ignored", located.reason)
-        listing = self.store.list(located.container, located.prefix)
-        decision = decide_batch(located.container, located.batch, listing)
+        return self._consider(located.container, located.batch)
+
+    def handle_settle(self, message: str) -> Outcome:
+        """A settle queue message: the delayed re-check of a batch that was still changing."""
+        container, batch = parse_settle_message(message, self.settings.landing_container)
+        return self._consider(container, batch)
+
+    def _consider(self, container: str, name: str) -> Outcome:
+        listing = self.store.list(container, f"{name}/")
+        decision = decide_batch(
+            container, name, listing, now=self.clock(), settle_s=self.settings.settle_seconds
+        )
         if isinstance(decision, Wait):
             return Outcome("waiting", f"{decision.source}: missing {', '.join(decision.missing)}")
         batch = decision.batch
         existing = self.ledger.get(batch.key)
-        if existing is None:
-            record = self._new_record(batch.key, batch, "blob")
-            rejected = self._reject_if_invalid(record, batch)
-            if rejected is not None:
-                return Outcome("rejected", rejected.reason or "invalid batch", batch.key)
-            record, acted = self._launch(record, stored=False)
-        else:
-            record, acted = self._launch(existing, stored=True)
-        return self._outcome(record, acted)
+        if existing is not None:
+            return self._outcome(*self.launcher.launch(existing, stored=True))
+        if isinstance(decision, Settle):
+            self.settle_queue.send(settle_message(batch), decision.delay_s)
+            reason = f"{batch.source}: changed {decision.age_s:.0f} s ago; re-checking in "
+            return Outcome("settling", f"{reason}{decision.delay_s} s", batch.key)
+        record = self._new_record(batch.key, batch, "blob")
+        rejected = self._reject_if_invalid(record, batch)
+        if rejected is not None:
+            return Outcome("rejected", rejected.reason or "invalid batch", batch.key)
+        return self._outcome(*self.launcher.launch(record, stored=False))
 
     def _outcome(self, record: RunRecord, acted: bool) -> Outcome:
         where = f"{record.source} -> {record.job_name}"
@@ -177,25 +193,32 @@ class RetrainService:
         existing = self.ledger.get(run_id)
         if existing is not None:  # a repeat: even if the batch has changed or gone since
             self._check_same_request(existing, request, source)
-            return self._launch(existing, stored=True)
+            return self.launcher.launch(existing, stored=True)
         if isinstance(data, BatchData) and batch is None:
             batch = self._find_batch(data)
         record = self._new_record(run_id, batch or source, trigger, request)
         if batch is not None and (rejected := self._reject_if_invalid(record, batch)):
             return rejected, True
-        return self._launch(record, stored=False)
+        return self.launcher.launch(record, stored=False)
 
     def _find_batch(self, data: BatchData) -> Batch:
         container = self.settings.landing_container
         listing = self.store.list(container, f"{data.name}/")
-        files, missing = select_files(data.name, listing)
-        if not files:
+        if not select_files(data.name, listing)[0]:
             raise UnknownDataError(f"no batch {data.name!r} in container {container!r}")
-        if missing:
+        decision = decide_batch(
+            container, data.name, listing, now=self.clock(), settle_s=self.settings.settle_seconds
+        )
+        if isinstance(decision, Wait):
+            missing = ", ".join(decision.missing)
+            raise IncompleteBatchError("data", f"batch {data.name!r} is missing {missing}")
+        if isinstance(decision, Settle):
             raise IncompleteBatchError(
-                "data", f"batch {data.name!r} is missing {', '.join(missing)}"
+                "data",
+                f"batch {data.name!r} changed {decision.age_s:.0f} s ago and runs only once "
+                f"unchanged for {self.settings.settle_seconds} s: retry in {decision.delay_s} s",
             )
-        return Batch(container, data.name, files)
+        return decision.batch
 
     @staticmethod
     def _check_same_request(record: RunRecord, request: RetrainRequest, source: str) -> None:
@@ -212,7 +235,8 @@ class RetrainService:
             raise UnknownRunError(f"no run {run_id}")
         return record
 
-    def list_runs(self, limit: int) -> list[RunRecord]:
+    def list_runs(self, limit: int) -> list[RunRecord | DamagedRun]:
+        """The newest runs; one whose record is damaged is listed as such."""
         return self.ledger.recent(limit)
 
     # --- timer -----------------------------------------------------------------------------------
@@ -223,18 +247,11 @@ class RetrainService:
             self.ledger,
             lambda: self.backend,
             concurrency=self.settings.sweep_concurrency,
-            resume=self.resume,
+            resume=self.launcher.resume,
             clock=self.clock,
         )
 
-    def resume(self, record: RunRecord) -> bool:
-        """Submit a claimed-but-unsubmitted run whose claim is free or expired. True if it did."""
-        current, took = self.ledger.update(record.run_id, self._take_claim)
-        if took:
-            self._submit(current)
-        return took
-
-    # --- acting ----------------------------------------------------------------------------------
+    # --- records ----------------------------------------------------------------------------------
 
     def _new_record(
         self,
@@ -283,125 +300,6 @@ class RetrainService:
             return self.ledger.get(record.run_id) or rejected
         log.warning("run %s rejected: %s", record.run_id, error)
         return rejected
-
-    def _take_claim(self, record: RunRecord) -> RunRecord | None:
-        """The record with our claim on its submission, or None if it is not ours to take."""
-        if record.terminal or record.submitted_at is not None:
-            return None
-        claimed = parse_time(record.claimed_at)
-        now = self.clock()
-        if claimed is not None and now - claimed < CLAIM_LEASE:
-            return None
-        return replace(record, claimed_at=iso(now))
-
-    def _launch(self, record: RunRecord, *, stored: bool) -> tuple[RunRecord, bool]:
-        """Claim the run (create its record, or take a free claim on the ``stored`` one) and
-        submit it if we hold the claim. Returns (record, whether this call submitted)."""
-        if record.terminal or record.submitted_at is not None:
-            return record, False
-        if not stored:
-            claimed = replace(record, claimed_at=iso(self.clock()))
-            if self.ledger.create(claimed):
-                return self._submit(claimed), True
-        current, took = self.ledger.update(record.run_id, self._take_claim)
-        if not took:
-            return current, False
-        return self._submit(current), True
-
-    def _submit(self, record: RunRecord) -> RunRecord:
-        """Submit a run we hold the claim on and record the result."""
-        claim = record.claimed_at
-        try:
-            request = self._submit_request(record)
-            submission = self.backend.submit(request)
-        except TransientError:
-            self._release(record.run_id, claim)
-            raise
-        except PermanentError as exc:
-            log.error("run %s: submission failed: %s", record.run_id, exc)
-            reason = str(exc)
-
-            def failed(r: RunRecord) -> RunRecord:
-                return replace(
-                    r,
-                    status=RunStatus.FAILED,
-                    reason=reason,
-                    claimed_at=None,
-                    ended_at=iso(self.clock()),
-                    attempts=r.attempts + 1,
-                )
-
-            return self.ledger.update(record.run_id, failed)[0]
-        # A job that was already over is recorded by the next sweep, with its metrics.
-        status = RunStatus.SUBMITTED if submission.status.terminal else submission.status
-
-        def submitted(r: RunRecord) -> RunRecord:
-            return replace(
-                r,
-                status=status,
-                raw_status=submission.status.value,
-                job_name=submission.job_name,
-                data_asset=submission.data_asset or r.data_asset,
-                studio_url=submission.studio_url,
-                run_dir=submission.run_dir,
-                claimed_at=None,
-                submitted_at=iso(self.clock()),
-                attempts=r.attempts + 1,
-            )
-
-        done, _ = self.ledger.update(record.run_id, submitted)
-        log.info(
-            "run %s submitted as %s%s",
-            record.run_id,
-            submission.job_name,
-            " (it already existed)" if submission.already_existed else "",
-        )
-        return done
-
-    def _release(self, run_id: str, claim: str | None) -> None:
-        """Give the claim back after a transient failure so the host's retry can take it."""
-
-        def release(r: RunRecord) -> RunRecord | None:
-            if r.claimed_at != claim or r.submitted_at is not None:
-                return None
-            return replace(r, claimed_at=None, attempts=r.attempts + 1)
-
-        try:
-            self.ledger.update(run_id, release)
-        except Exception as exc:  # the lease expires anyway; the original error matters more
-            log.warning("run %s: could not release the claim (%s)", run_id, exc)
-
-    def _submit_request(self, record: RunRecord) -> SubmitRequest:
-        """Everything the backend needs, rebuilt from the record alone (so a retry or the sweep
-        submits exactly what the first attempt would have)."""
-        versions = [(b["name"], b["etag"]) for b in record.blobs]
-        if record.source.startswith("azureml:"):
-            name, _, version = record.source.removeprefix("azureml:").partition(":")
-            data: DataAsset | LandingBatch = DataAsset(name, version)
-            data_version = version
-        else:
-            container, _, batch = record.source.partition("/")
-            refs = tuple(BlobRef(n, self.store.url(container, n), e) for n, e in versions)
-            data = LandingBatch(container, batch, refs)
-            data_version = keys.data_version(keys.run_key(record.source, versions))
-        job_name = record.job_name or keys.job_name(record.run_id)
-        pipeline = self.settings.pipeline_settings(
-            job_name=job_name,
-            epochs=record.params.get("epochs"),
-            experiment_name=record.params.get("experiment"),
-            tags=(
-                ("run_id", record.run_id),
-                ("source", record.source),
-                ("trigger", record.trigger),
-            ),
-        )
-        return SubmitRequest(
-            run_id=record.run_id,
-            job_name=job_name,
-            data=data,
-            data_version=data_version,
-            pipeline=pipeline,
-        )
 
 
 # --- the process-wide service the Function App uses -----------------------------------------------

@@ -1,15 +1,14 @@
 """The timer's sweep: read each active run's job state and record how it stands.
 
-Only runs in the ledger's active index are visited, so a tick costs O(active runs), not O(history):
-one read of the index's shards (whose entries say where each run stood), one job-state read per
-run, and storage writes only for runs whose job moved. A run that moved is written with one
-ETag-guarded PUT of the record copy its index entry carries; only when that copy is stale (412) or
-missing is the record read first. The index itself is brought up to date at the end of the tick,
-in one guarded write per shard touched, however many runs moved or ended. Runs are checked
-concurrently (at most ``SWEEP_CONCURRENCY`` at a time); one run's error is logged and counted, and
-that run is simply checked again on the next tick. Terminal statuses (Completed with the score
-metrics, Failed with the reason, Canceled) are written once: the ledger never changes a terminal
-record.
+A tick costs O(active runs), not O(history): one range query of the ledger's active rows (each
+carries the whole record), one job-state read per run, and one transaction only for a run whose
+job moved, guarded by the ETag of the row it was read from. Runs are checked concurrently (at most
+``SWEEP_CONCURRENCY`` at a time); one run's error is counted, and that run is simply checked again
+on the next tick. Terminal statuses (Completed with the score metrics, Failed with the reason,
+Canceled) are written once: the ledger never changes a terminal record.
+
+The worker threads only return what they did; every log line is written from the invocation's own
+thread, because the Functions host drops log lines that carry no invocation id.
 """
 
 from __future__ import annotations
@@ -18,22 +17,14 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .backends.base import JobState, RunStatus
-from .errors import NotFoundError
-from .ledger import (
-    STALE_ENTRY,
-    ActiveEntry,
-    IndexChange,
-    Ledger,
-    RunRecord,
-    iso,
-    parse_time,
-    utcnow,
-)
+from .errors import CorruptDocumentError, NotFoundError
+from .ledger import DamagedRun, Ledger, Stored
+from .records import RunRecord, iso, parse_time, utcnow
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -53,14 +44,14 @@ class SweepSummary:
     canceled: int = 0
     resubmitted: int = 0  # a claim whose holder died, submitted now
     pending: int = 0  # a submission in flight elsewhere
-    cleaned: int = 0  # stale index entries dropped
+    damaged: int = 0  # a run whose record cannot be read (skipped; logged)
     errors: int = 0  # checked again next tick
 
     @property
     def eventful(self) -> bool:
         """Whether the tick changed anything or hit an error (worth an info-level log line)."""
         return any((self.updated, self.completed, self.failed, self.canceled,
-                    self.resubmitted, self.cleaned, self.errors))  # fmt: skip
+                    self.resubmitted, self.damaged, self.errors))  # fmt: skip
 
     def __str__(self) -> str:
         shown = {k: v for k, v in self.__dict__.items() if v or k == "active"}
@@ -106,19 +97,20 @@ def sweep(
     clock: Callable[[], datetime] = utcnow,
 ) -> SweepSummary:
     """One tick over the active runs. ``backend`` is called only if there is a run to check;
-    ``resume`` submits a run whose claim holder died (True if it did)."""
-    entries = ledger.active()
-    if not entries:
+    ``resume`` submits a run whose claim is free or expired (True if it did)."""
+    runs = ledger.active()
+    if not runs:
         return SweepSummary()
     tick = _Tick(ledger, backend, resume, clock)
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(entries)))) as pool:
-        counts = Counter(pool.map(tick.check, entries))
-    if tick.reindex:
-        try:
-            ledger.reindex(tick.reindex)
-        except Exception as exc:  # stale entries cost a read next tick; ended ones are dropped then
-            log.warning("sweep: could not update %d index entries: %s", len(tick.reindex), exc)
-    return SweepSummary(active=len(entries), **counts)
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(runs)))) as pool:
+        results = list(pool.map(tick.check, runs))
+    for _, level, message in results:
+        if message:
+            log.log(level, "sweep: %s", message)
+    return SweepSummary(active=len(runs), **Counter(outcome for outcome, _, _ in results))
+
+
+Result = tuple[str, int, str | None]  # (summary field, log level, log line or None)
 
 
 @dataclass
@@ -129,49 +121,42 @@ class _Tick:
     backend: Callable[[], Backend]
     resume: Callable[[RunRecord], bool]
     clock: Callable[[], datetime]
-    # The index changes of the tick, written at its end. list.append is atomic: no lock needed.
-    reindex: list[IndexChange] = field(default_factory=list)
 
-    def check(self, entry: ActiveEntry) -> str:
-        """One run's outcome; an error is logged and counted, and the run is checked again on
-        the next tick."""
+    def check(self, run: Stored | DamagedRun) -> Result:
+        """One run's outcome; an error is counted, and the run is checked again next tick."""
         try:
-            return self._check(entry)
+            return self._check(run)
+        except CorruptDocumentError as exc:  # skipped, loudly; the other runs go on
+            return "damaged", logging.ERROR, str(exc)
         except Exception as exc:
-            log.warning("sweep: run %s: %s: %s", entry.run_id, type(exc).__name__, exc)
-            return "errors"
+            return "errors", logging.WARNING, f"run {run.run_id}: {type(exc).__name__}: {exc}"
 
-    def _check(self, entry: ActiveEntry) -> str:
-        state, found = None, None
-        if entry.submitted and entry.job_name and entry.status is not None:
-            # Fast path: the entry says where the run stood at its last write; a job that has
-            # not moved costs no storage request at all.
-            state = self._job_state(entry.job_name)
-            if not state.status.terminal and (state.status, state.raw_status) == (
-                entry.status,
-                entry.raw_status,
-            ):
-                return "unchanged"
-            # The entry's copy of the record saves the read; if it is stale, the guarded write
-            # loses (412) and the ledger reads the record and applies the change again.
-            found = entry.found
-        if found is None or found[0].terminal or found[0].submitted_at is None:
-            found = self.ledger.read(entry.run_id)
-        if found is None:  # a claim whose record was never written, or is being written now
-            if self.clock() - entry.marked_at > STALE_ENTRY:
-                self.reindex.append(IndexChange(entry, orphan=True))
-                return "cleaned"
-            return "pending"
-        record = found[0]
-        if record.terminal:  # turned terminal, but its entry outlived a crash
-            self.reindex.append(IndexChange(entry))
-            return "cleaned"
+    def _check(self, run: Stored | DamagedRun) -> Result:
+        if isinstance(run, DamagedRun):  # its active row is damaged: the record may not be
+            found = self.ledger.read(run.run_id)
+            if found is None:
+                raise CorruptDocumentError(f"run {run.run_id}: {run.reason}", "")
+            run = found
+        record = run.record
         if record.submitted_at is None:
-            return "resubmitted" if self.resume(record) else "pending"
+            if self.resume(record):
+                return "resubmitted", logging.INFO, f"run {record.run_id}: submitted"
+            return "pending", logging.DEBUG, None
         assert record.job_name is not None
-        if state is None or record.job_name != entry.job_name:
-            state = self._job_state(record.job_name)
-        return self._apply(entry, found, state)
+        state = self._job_state(record.job_name)
+        now = self.clock()
+        if apply_state(record, state, now) is None:
+            return "unchanged", logging.DEBUG, None
+        stored, changed = self.ledger.write(
+            record.run_id, lambda r: apply_state(r, state, now), current=run
+        )
+        if not changed:
+            return "unchanged", logging.DEBUG, None
+        done = stored.record
+        if done.terminal:
+            message = f"run {done.run_id} {done.status.value} ({done.reason or 'ok'})"
+            return done.status.value.lower(), logging.INFO, message
+        return "updated", logging.DEBUG, None
 
     def _job_state(self, job_name: str) -> JobState:
         try:
@@ -179,23 +164,3 @@ class _Tick:
         except NotFoundError as exc:
             return JobState(RunStatus.FAILED, "NotFound", error=f"the job is gone: {exc}")
 
-    def _apply(self, entry: ActiveEntry, found: tuple[RunRecord, str], state: JobState) -> str:
-        record = found[0]
-        now = self.clock()
-        if apply_state(record, state, now) is None:
-            if not entry.matches(record):  # an entry left behind by a lost race: set it right
-                self.reindex.append(IndexChange(entry, found))
-            return "unchanged"
-        stored, etag, changed = self.ledger.write(
-            record.run_id, lambda r: apply_state(r, state, now), current=found
-        )
-        if stored.terminal:
-            self.reindex.append(IndexChange(entry))
-        elif changed or not entry.matches(stored):
-            self.reindex.append(IndexChange(entry, (stored, etag)))
-        if not changed:
-            return "unchanged"
-        if stored.terminal:
-            log.info("run %s %s (%s)", stored.run_id, stored.status.value, stored.reason or "ok")
-            return stored.status.value.lower()
-        return "updated"

@@ -22,15 +22,26 @@ AZURITE_KEY = (
 
 @dataclass(frozen=True)
 class Azurite:
-    """A running Azurite blob service."""
+    """A running Azurite: blob, queue and table services on three loopback ports."""
 
-    blob_endpoint: str
+    blob_port: int
+    queue_port: int
+    table_port: int
+
+    def endpoint(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+
+    @property
+    def blob_endpoint(self) -> str:
+        return self.endpoint(self.blob_port)
 
     @property
     def connection_string(self) -> str:
         return (
             f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
             f"AccountKey={AZURITE_KEY};BlobEndpoint={self.blob_endpoint};"
+            f"QueueEndpoint={self.endpoint(self.queue_port)};"
+            f"TableEndpoint={self.endpoint(self.table_port)};"
         )
 
 
@@ -41,10 +52,10 @@ def _free_port() -> int:
 
 
 def _azurite_binary() -> str:
-    local = ROOT / "node_modules" / ".bin" / "azurite-blob"
+    local = ROOT / "node_modules" / ".bin" / "azurite"
     if local.exists():
         return str(local)
-    found = shutil.which("azurite-blob")
+    found = shutil.which("azurite")
     if not found:
         pytest.fail("Azurite is not installed: run `npm ci` (make test does this)")
     return found
@@ -52,15 +63,17 @@ def _azurite_binary() -> str:
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    """Start azurite-blob on 127.0.0.1 for the whole test session."""
-    port = _free_port()
+    """Start Azurite (blob, queue, table) on 127.0.0.1 for the whole test session."""
+    ports = {service: _free_port() for service in ("blob", "queue", "table")}
+    addresses = [
+        arg
+        for service, port in ports.items()
+        for arg in (f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port))
+    ]
     proc = subprocess.Popen(
         [
             _azurite_binary(),
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(port),
+            *addresses,
             "--skipApiVersionCheck",
             "--disableTelemetry",
             "--inMemoryPersistence",
@@ -75,15 +88,17 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
             err = proc.stderr.read().decode() if proc.stderr else ""
             pytest.fail(f"Azurite exited early: {err.strip()}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
+            for port in ports.values():
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    pass
+            break
         except OSError:
             if time.monotonic() > deadline:
                 proc.kill()
                 pytest.fail("Azurite did not start within 30 s")
             time.sleep(0.1)
     try:
-        yield Azurite(blob_endpoint=f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}")
+        yield Azurite(ports["blob"], ports["queue"], ports["table"])
     finally:
         proc.terminate()
         try:

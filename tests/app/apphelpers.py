@@ -18,7 +18,7 @@ import azure.functions as func
 import function_app
 from retrain.backends.base import JobState, RunStatus, Submission, SubmitRequest
 from retrain.errors import NotFoundError, TransientError
-from retrain.ledger import RunRecord
+from retrain.records import RunRecord
 from retrain.service import RetrainService
 from retrain.storage import BlobStore
 
@@ -177,10 +177,48 @@ def timer_tick() -> None:
 
 
 def records(svc: RetrainService) -> list[RunRecord]:
-    """Every run record in the runs container (a test container holds only its own runs)."""
-    out = []
-    for blob in svc.store.list(svc.settings.runs_container, "runs/"):
-        found = svc.store.read_json(svc.settings.runs_container, blob.name)
-        assert found is not None
-        out.append(RunRecord.from_dict(found[0]))
-    return out
+    """Every run record in the runs table (a test's table holds only its own runs)."""
+    return svc.ledger.records()
+
+
+DAMAGED = "the run record is damaged"
+
+
+def damage(svc: RetrainService, row: str, record: str = "{ damaged") -> None:
+    """Overwrite the ledger row ``row`` with a record that is not one (damage from outside)."""
+    from retrain.storage.tables import Op
+
+    svc.ledger.table.transact([Op("upsert", row, {"record": record})])
+
+
+def submitted_runs(svc: RetrainService, store: BlobStore, count: int) -> list[RunRecord]:
+    """``count`` submitted runs, one per batch, in batch-name order."""
+    container = svc.settings.landing_container
+    for i in range(count):
+        blob_event(store, upload(store, container, f"b{i}", batch_files(n_train=10 + i))[0])
+    runs = sorted(records(svc), key=lambda r: r.source)
+    assert len(runs) == count and all(r.status is RunStatus.SUBMITTED for r in runs)
+    return runs
+
+
+@dataclass
+class TableCalls:
+    """Counts of the ledger table's requests by kind, from when it is installed."""
+
+    get: int = 0
+    query: int = 0
+    transact: int = 0
+
+
+def count_table_calls(svc: RetrainService, monkeypatch: Any) -> TableCalls:
+    calls = TableCalls()
+    table = svc.ledger.table
+    for kind in ("get", "query", "transact"):
+        real = getattr(table, kind)
+
+        def counted(*args: Any, _real: Any = real, _kind: str = kind, **kwargs: Any) -> Any:
+            setattr(calls, _kind, getattr(calls, _kind) + 1)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(table, kind, counted)
+    return calls

@@ -20,13 +20,16 @@ from retrain.storage import BlobStore
 
 @pytest.fixture
 def settings(azurite, tmp_path: Path) -> Settings:
-    """Settings on Azurite with containers of their own, so tests never see each other's runs."""
+    """Settings on Azurite with a container, table and queue of their own, so tests never see
+    each other's runs."""
     tag = uuid.uuid4().hex[:10]
     return Settings.from_env(
         {
             "DataStorage": azurite.connection_string,
             "LANDING_CONTAINER": f"landing-{tag}",
-            "RUNS_CONTAINER": f"runs-{tag}",
+            "RUNS_TABLE": f"runs{tag}",
+            "SETTLE_QUEUE": f"settle-{tag}",
+            "BATCH_SETTLE_SECONDS": "0",  # tests of settling set their own
             "RETRAIN_BACKEND": "local",
             "LOCAL_RUNS_DIR": str(tmp_path / "runs"),
             "SWEEP_CONCURRENCY": "4",

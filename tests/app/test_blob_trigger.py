@@ -21,7 +21,7 @@ from apphelpers import (
 from retrain import keys
 from retrain.backends.base import LandingBatch, RunStatus
 from retrain.errors import TransientError
-from retrain.service import CLAIM_LEASE
+from retrain.submission import CLAIM_LEASE
 
 
 def test_four_files_make_one_run(service, store, backend):
@@ -199,14 +199,20 @@ def test_a_claim_whose_holder_died_is_completed_by_a_later_delivery(service, sto
 
 def test_storage_outage_is_transient(settings, backend):
     """Connection trouble (after the SDK's retries, none here) surfaces as TransientError."""
-    from azure.storage.blob import BlobServiceClient
-
     from retrain.service import RetrainService
-    from retrain.storage import BlobStore
+    from retrain.storage import BlobStore, StorageAccount
 
-    client = BlobServiceClient("http://127.0.0.1:9/devstoreaccount1", retry_total=0)
-    svc = RetrainService(settings, store=BlobStore(settings, client), backend=backend)
-    with pytest.raises(TransientError, match="storage unreachable"):
+    nowhere = "http://127.0.0.1:9/devstoreaccount1"
+    connection = settings.storage_connection or ""
+    for service in ("Blob", "Queue", "Table"):
+        start = connection.index(f"{service}Endpoint=")
+        end = connection.index(";", start)
+        connection = f"{connection[:start]}{service}Endpoint={nowhere}{connection[end:]}"
+    down = replace(settings, storage_connection=connection)
+    svc = RetrainService(
+        down, store=BlobStore(StorageAccount(down, retries=0)), backend=backend
+    )
+    with pytest.raises(TransientError, match="storage is unreachable"):
         svc.handle_blob(f"{settings.landing_container}/b/train-images-idx3-ubyte.gz")
     assert backend.submits == []
 

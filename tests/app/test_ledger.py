@@ -1,5 +1,6 @@
-"""The run ledger on Azurite: claims happen once, updates lose nothing under concurrent writers,
-terminal records never change, and the indexes list active and recent runs."""
+"""The run ledger on Azurite's table service: a claim happens once, updates lose nothing under
+concurrent writers, a terminal record never changes, a run's rows always agree, and a damaged
+row harms only its own run."""
 
 from __future__ import annotations
 
@@ -8,16 +9,18 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from apphelpers import DAMAGED, damage, http
 
-from retrain import ledger as ledger_module
 from retrain.backends.base import RunStatus
-from retrain.errors import TransientError
-from retrain.ledger import IndexChange, Ledger, RunRecord, iso, shard_of
+from retrain.errors import CorruptDocumentError, NotFoundError
+from retrain.ledger import DamagedRun, Ledger
+from retrain.records import RunRecord, iso
+from retrain.storage.tables import Op
 
 
 @pytest.fixture
-def ledger(settings, store) -> Ledger:
-    return Ledger(store, settings.runs_container)
+def ledger(service) -> Ledger:
+    return service.ledger
 
 
 def record(run_id: str, status: RunStatus = RunStatus.SUBMITTED, at: datetime | None = None):
@@ -47,12 +50,36 @@ def _together(count: int, action) -> list:
     return results
 
 
+def _rows(ledger: Ledger, run_id: str) -> list[str]:
+    """The kinds of row the run has (run, active, recent)."""
+    return sorted(
+        entity.row.partition("|")[0]
+        for prefix in ("run|", "active|", "recent|")
+        for entity in ledger.table.query(prefix)
+        if entity.row.endswith(f"|{run_id}")
+    )
+
+
 def test_a_claim_happens_exactly_once(ledger):
     results = _together(8, lambda i: ledger.create(replace(record("a1"), trigger=f"t{i}")))
     assert results.count(True) == 1
     winner = results.index(True)
     assert ledger.get("a1").trigger == f"t{winner}"
-    assert len(ledger.recent(10)) == 1
+    assert [r.run_id for r in ledger.recent(10)] == ["a1"]
+    assert [s.run_id for s in ledger.active()] == ["a1"]
+
+
+def test_concurrent_claims_on_distinct_runs_are_all_listed_and_active(ledger):
+    ids = [f"c{i:02d}" for i in range(32)]
+    _together(8, lambda i: [ledger.create(record(run_id)) for run_id in ids[i::8]])
+    assert sorted(s.run_id for s in ledger.active()) == ids
+    assert sorted(r.run_id for r in ledger.recent(100)) == ids
+
+
+def test_the_creator_knows_its_claim_by_its_token(ledger):
+    assert ledger.create(record("k1"), token="mine")
+    assert not ledger.create(record("k1"), token="theirs")
+    assert ledger.created_by("k1", "mine") and not ledger.created_by("k1", "theirs")
 
 
 def test_concurrent_updates_lose_nothing(ledger):
@@ -64,6 +91,9 @@ def test_concurrent_updates_lose_nothing(ledger):
 
     _together(8, bump)
     assert ledger.get("a2").attempts == 40
+    [active] = ledger.active()
+    assert active.record == ledger.get("a2")  # the copies moved with it
+    assert ledger.recent(1) == [ledger.get("a2")]
 
 
 def test_a_terminal_record_never_changes(ledger):
@@ -74,71 +104,29 @@ def test_a_terminal_record_never_changes(ledger):
     calls = []
     again, changed = ledger.update("a3", lambda r: calls.append(r) or replace(r, reason="x"))
     assert not changed and calls == [] and again == done == ledger.get("a3")
+    assert ledger.recent(1) == [done]
 
 
-def test_the_active_index_follows_the_status(ledger):
+def test_the_rows_follow_the_status(ledger):
     ledger.create(record("a4"))
     ledger.create(record("a5", RunStatus.REJECTED))
-    assert [e.run_id for e in ledger.active()] == ["a4"]
+    assert _rows(ledger, "a4") == ["active", "recent", "run"]
+    assert _rows(ledger, "a5") == ["recent", "run"]
+    ledger.update("a4", lambda r: replace(r, status=RunStatus.RUNNING))
+    assert [s.record.status for s in ledger.active()] == [RunStatus.RUNNING]
     ledger.update("a4", lambda r: replace(r, status=RunStatus.CANCELED))
-    assert ledger.active() == []
+    assert ledger.active() == [] and _rows(ledger, "a4") == ["recent", "run"]
 
 
-def test_concurrent_writers_lose_no_index_entry(ledger):
-    ids = [f"c{i:02d}" for i in range(48)]  # 48 runs over 16 shards: writers share every shard
-    _together(8, lambda i: [ledger.create(record(run_id)) for run_id in ids[i::8]])
-    entries = ledger.active()
-    assert sorted(e.run_id for e in entries) == ids
-    assert len({e.shard for e in entries}) > 8  # spread over the shards
-
-    def finish(run_id: str):
-        return ledger.update(run_id, lambda r: replace(r, status=RunStatus.COMPLETED))
-
-    _together(8, lambda i: [finish(run_id) for run_id in ids[i::16]])  # half of them end
-    assert sorted(e.run_id for e in ledger.active()) == [
-        run_id for n, run_id in enumerate(ids) if n % 16 >= 8
-    ]
-
-
-def test_reindex_writes_each_shard_once_and_never_revives_a_dropped_entry(ledger, monkeypatch):
-    for i in range(40):
-        ledger.create(record(f"d{i:02d}"))
-    entries = ledger.active()
-    ledger.unmark("d30")  # dropped meanwhile (its run ended elsewhere)
-    writes: list[str] = []
-    real = ledger.store.replace_json
-    monkeypatch.setattr(
-        ledger.store,
-        "replace_json",
-        lambda c, n, d, **guard: writes.append(n) or real(c, n, d, **guard),
-    )
-    running = {e.run_id: (replace(ledger.get(e.run_id), status=RunStatus.RUNNING), "0x1")
-               for e in entries}  # fmt: skip
-    ledger.reindex(
-        [IndexChange(e, None if e.run_id < "d20" else running[e.run_id]) for e in entries]
-    )
-
-    assert sorted(writes) == sorted({e.shard for e in entries})  # one guarded write per shard
-    left = {e.run_id: e for e in ledger.active()}
-    assert sorted(left) == [f"d{i:02d}" for i in range(20, 40) if i != 30]
-    assert all(e.status is RunStatus.RUNNING and e.found[1] == "0x1" for e in left.values())
-
-
-def test_an_orphan_is_dropped_only_while_it_is_one(ledger, monkeypatch):
-    """The sweep saw old entries with no record. Before its tick ends, one claim is retried
-    (renewing its entry) and another's record appears: dropping either would lose a run."""
-    long_ago = datetime.now(timezone.utc) - timedelta(minutes=10)
-    with monkeypatch.context() as m:
-        m.setattr(ledger_module, "utcnow", lambda: long_ago)
-        for run_id in ("o1", "o2", "o3"):
-            ledger.mark(record(run_id), new=True)
-    seen = {e.run_id: e for e in ledger.active()}
-    assert all(e.marked_at <= long_ago for e in seen.values())  # all look like junk now
-
-    ledger.mark(record("o1"), new=True)  # a retried claim renews its aging entry
-    ledger.store.create_json(ledger.container, "runs/o2.json", record("o2").to_dict())
-    ledger.reindex([IndexChange(seen[run_id], orphan=True) for run_id in ("o1", "o2", "o3")])
-    assert sorted(e.run_id for e in ledger.active()) == ["o1", "o2"]  # only o3 was junk
+def test_a_missing_active_row_is_healed_by_the_next_write(ledger):
+    ledger.create(record("h1"))
+    ledger.create(record("h2"))
+    for run_id in ("h1", "h2"):  # damage from outside: the active rows are deleted
+        ledger.table.transact([Op("delete", f"active|{run_id}")])
+    ledger.update("h1", lambda r: replace(r, status=RunStatus.RUNNING))
+    assert [s.run_id for s in ledger.active()] == ["h1"]
+    done, changed = ledger.update("h2", lambda r: replace(r, status=RunStatus.FAILED))
+    assert changed and ledger.get("h2") == done  # a terminal write needs no active row
 
 
 def test_updated_at_only_grows_even_after_a_host_with_a_fast_clock(ledger):
@@ -146,44 +134,6 @@ def test_updated_at_only_grows_even_after_a_host_with_a_fast_clock(ledger):
     ledger.create(replace(record("u1"), updated_at=ahead))
     stored, _ = ledger.update("u1", lambda r: replace(r, attempts=1))
     assert stored.updated_at == "2099-01-01T00:00:00.001Z"
-
-
-def test_a_late_index_write_does_not_roll_an_entry_back(ledger):
-    ledger.create(record("n1"))
-    older, _ = ledger.update("n1", lambda r: replace(r, status=RunStatus.RUNNING))
-    older_etag = ledger.read("n1")[1]
-    newer, _ = ledger.update("n1", lambda r: replace(r, raw_status="Running", attempts=2))
-    [entry] = ledger.active()
-    ledger.reindex([IndexChange(entry, (older, older_etag))])  # the sweep's, arriving late
-    [kept] = ledger.active()
-    assert kept.found[0] == newer
-
-
-def test_a_record_write_stands_when_its_index_write_fails(ledger, monkeypatch, caplog):
-    ledger.create(record("f1"))
-
-    def refuse(*_args, **_kwargs):
-        raise TransientError("index unavailable")
-
-    monkeypatch.setattr(ledger, "_edit", refuse)
-    _, changed = ledger.update("f1", lambda r: replace(r, status=RunStatus.COMPLETED))
-    assert changed and ledger.get("f1").status is RunStatus.COMPLETED
-    assert "index entry left stale" in caplog.text
-
-
-def test_a_shard_that_is_not_json_is_rebuilt_from_the_records(ledger, caplog):
-    ids = [f"g{i:02d}" for i in range(64)]
-    for run_id in ids:
-        ledger.create(record(run_id))
-    shard = shard_of("g00")
-    mates = [run_id for run_id in ids if shard_of(run_id) == shard]
-    ledger.update(mates[-1], lambda r: replace(r, status=RunStatus.COMPLETED))
-    ledger.store.put(ledger.container, shard, b"{ damaged")
-
-    active = {e.run_id for e in ledger.active()}
-    assert "not a JSON object" in caplog.text
-    assert active == set(ids) - {mates[-1]}  # the damaged shard's live runs are all back
-    assert ledger.store.read_json(ledger.container, shard) is not None  # and written back
 
 
 def test_recent_lists_newest_first(ledger):
@@ -207,7 +157,30 @@ def test_records_round_trip_and_tolerate_newer_fields(ledger):
 
 
 def test_updating_an_unknown_run_is_not_found(ledger):
-    from retrain.errors import NotFoundError
-
     with pytest.raises(NotFoundError):
         ledger.update("nope", lambda r: r)
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    ["{ damaged", "[1, 2]", '{"run_id": "d1"}', '{"run_id": 7, "status": "Running"}', None],
+)
+def test_a_damaged_row_harms_only_its_own_run(service, ledger, damaged, caplog):
+    start = datetime(2025, 3, 1, tzinfo=timezone.utc)
+    for i in range(3):
+        ledger.create(record(f"d{i}", at=start + timedelta(minutes=i)))
+    [listed] = [e.row for e in ledger.table.query("recent|") if e.row.endswith("|d1")]
+    for row in (listed, "run|d1"):
+        if damaged is None:  # no record at all
+            ledger.table.transact([Op("upsert", row, {"status": "Running"})])
+        else:
+            damage(service, row, damaged)
+
+    assert ledger.recent(10) == [ledger.get("d2"), DamagedRun("d1"), ledger.get("d0")]
+    with pytest.raises(CorruptDocumentError, match=DAMAGED):
+        ledger.get("d1")
+
+    status, answer, _ = http("GET", "retrain")
+    assert status == 200 and answer["count"] == 3
+    assert answer["runs"][1] == {"run_id": "d1", "status": None, "damaged": True, "error": DAMAGED}
+    assert [run["run_id"] for run in answer["runs"]] == ["d2", "d1", "d0"]

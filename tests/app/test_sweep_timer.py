@@ -4,28 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from apphelpers import batch_files, blob_event, records, timer_tick, upload
+from apphelpers import damage, records, submitted_runs, timer_tick
 
 from retrain.backends.base import JobState, RunStatus
-from retrain.ledger import RECORDS, RunRecord, iso
-from retrain.service import CLAIM_LEASE
+from retrain.submission import CLAIM_LEASE
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=timezone.utc)
 
 
-def _runs(service, store, count: int) -> list:
-    """``count`` submitted runs, one per batch."""
-    container = service.settings.landing_container
-    for i in range(count):
-        paths = upload(store, container, f"b{i}", batch_files(n_train=10 + i))
-        blob_event(store, paths[0])
-    runs = sorted(records(service), key=lambda r: r.source)
-    assert len(runs) == count
-    return runs
-
-
 def test_completed_failed_and_canceled_are_each_recorded_once(service, store, backend, clock):
-    done, broken, stopped, running = _runs(service, store, 4)
+    done, broken, stopped, running = submitted_runs(service, store, 4)
     backend.states[done.job_name] = JobState(
         RunStatus.COMPLETED,
         "Completed",
@@ -66,7 +54,7 @@ def test_completed_failed_and_canceled_are_each_recorded_once(service, store, ba
 
 
 def test_a_failing_status_read_is_retried_next_tick_while_others_proceed(service, store, backend):
-    flaky, fine = _runs(service, store, 2)
+    flaky, fine = submitted_runs(service, store, 2)
     for run in (flaky, fine):
         backend.states[run.job_name] = JobState(RunStatus.COMPLETED, "Completed", {"accuracy": 0.9})
     backend.failing_states.add(flaky.job_name)
@@ -85,7 +73,7 @@ def test_a_failing_status_read_is_retried_next_tick_while_others_proceed(service
 
 
 def test_not_responding_is_mapped_with_the_raw_status_kept(service, store, backend):
-    [run] = _runs(service, store, 1)
+    [run] = submitted_runs(service, store, 1)
     backend.states[run.job_name] = JobState(RunStatus.RUNNING, "NotResponding")
     assert service.sweep().updated == 1
     [stored] = records(service)
@@ -94,7 +82,7 @@ def test_not_responding_is_mapped_with_the_raw_status_kept(service, store, backe
 
 
 def test_a_job_the_backend_no_longer_knows_is_failed(service, store, backend):
-    [run] = _runs(service, store, 1)
+    [run] = submitted_runs(service, store, 1)
     del backend.jobs[run.job_name]
     assert service.sweep().failed == 1
     [stored] = records(service)
@@ -104,7 +92,7 @@ def test_a_job_the_backend_no_longer_knows_is_failed(service, store, backend):
 def test_the_sweep_completes_a_submission_whose_claim_holder_died(service, store, backend, clock):
     from dataclasses import replace
 
-    [run] = _runs(service, store, 1)
+    [run] = submitted_runs(service, store, 1)
     service.ledger.update(
         run.run_id, lambda r: replace(r, submitted_at=None, claimed_at=r.created_at)
     )
@@ -117,17 +105,28 @@ def test_the_sweep_completes_a_submission_whose_claim_holder_died(service, store
     assert stored.submitted_at is not None
 
 
-def test_stale_index_entries_are_tidied(service, store, backend, clock):
-    ledger = service.ledger
-    orphan = RunRecord(  # a claim whose record was never written: its holder died
-        run_id="feedfacefeedface", source="landing/b", trigger="blob",
-        status=RunStatus.SUBMITTED, created_at=iso(clock.now),
-    )  # fmt: skip
-    ledger.mark(orphan, new=True)
-    assert service.sweep().pending == 1
-    clock.now += timedelta(minutes=10)
-    assert service.sweep().cleaned == 1
-    assert ledger.active() == []
+def test_a_damaged_active_row_is_healed_from_the_record(service, store, backend):
+    first, second = submitted_runs(service, store, 2)
+    damage(service, f"active|{first.run_id}")
+    for run in (first, second):
+        backend.states[run.job_name] = JobState(RunStatus.RUNNING, "Running", started_at=T0)
+    assert service.sweep().updated == 2  # read from its record, then written whole again
+    assert {r.run_id: r.status for r in records(service)} == {
+        first.run_id: RunStatus.RUNNING,
+        second.run_id: RunStatus.RUNNING,
+    }
+    assert [run.record.status for run in service.ledger.active()] == [RunStatus.RUNNING] * 2
+
+
+def test_a_damaged_run_harms_only_itself_in_the_sweep(service, store, backend, caplog):
+    first, second = submitted_runs(service, store, 2)
+    damage(service, f"active|{first.run_id}")
+    damage(service, f"run|{first.run_id}")
+    backend.states[second.job_name] = JobState(RunStatus.COMPLETED, "Completed")
+    summary = service.sweep()
+    assert (summary.damaged, summary.completed) == (1, 1)
+    assert f"run {first.run_id}: the run record is damaged" in caplog.text
+    assert service.get_run(second.run_id).status is RunStatus.COMPLETED
 
 
 def test_a_tick_with_nothing_active_builds_no_backend(settings, store):
@@ -136,21 +135,3 @@ def test_a_tick_with_nothing_active_builds_no_backend(settings, store):
     svc = RetrainService(settings, store=store)
     assert svc.sweep().active == 0
     assert svc._backend is None
-
-
-def test_an_uneventful_tick_reads_no_record(service, store, backend, monkeypatch):
-    runs = _runs(service, store, 3)
-    for run in runs:
-        backend.states[run.job_name] = JobState(RunStatus.RUNNING, "Running", started_at=T0)
-    assert service.sweep().updated == 3  # Submitted -> Running: each record written once
-
-    reads = []
-    real = store.read_json
-
-    def read_json(container: str, name: str):
-        reads.append(name)
-        return real(container, name)
-
-    monkeypatch.setattr(store, "read_json", read_json)
-    assert service.sweep().unchanged == 3
-    assert reads and not [name for name in reads if name.startswith(RECORDS)]  # index only

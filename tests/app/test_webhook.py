@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from apphelpers import batch_files, http, records, upload
+from apphelpers import DAMAGED, batch_files, damage, http, records, upload
 
 from retrain.backends.base import DataAsset, LandingBatch, RunStatus
 from retrain.backends.local import LocalBackend
@@ -191,10 +191,10 @@ def test_an_unexpected_error_is_a_500_without_a_stack_trace(service, backend, ba
 
 def test_a_damaged_run_record_is_our_500_not_the_callers_fault(service, store, batch, caplog):
     run_id = http("POST", "retrain", {"data": batch})[1]["run_id"]
-    store.put(service.settings.runs_container, f"runs/{run_id}.json", b"{ damaged")
+    damage(service, f"run|{run_id}")
     status, answer, _ = http("GET", f"retrain/{run_id}")
-    assert status == 500 and answer["error"]["message"] == "internal error; see the function's log"
-    assert "not a JSON object" in caplog.text  # logged for us, not blamed on the caller
+    assert status == 500 and answer == {"error": {"field": None, "message": DAMAGED}}
+    assert f"run {run_id}: the run record is damaged" in caplog.text  # logged for us
 
 
 def test_concurrent_posts_with_one_idempotency_key_make_one_run(service, backend, batch):

@@ -1,0 +1,188 @@
+"""Claims and submissions: how a run that should start gets started exactly once.
+
+A claim is a lease on the run's submission (``claimed_at``): the caller that creates the record,
+or takes a free or expired claim on it, submits; everyone else leaves it to them. Any failure
+after the claim gives it back before it propagates, so the host's retry, or the next sweep tick
+at the latest, takes it at once; only a holder that died outright leaves a claim to expire.
+Submission is idempotent at the backend (the job name comes from the run key), so a retry never
+makes a second job.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from . import keys
+from .backends.base import BlobRef, DataAsset, LandingBatch, RunStatus, SubmitRequest
+from .errors import PermanentError, TransientError
+from .ledger import Ledger
+from .records import RunRecord, iso, parse_time
+from .settings import Settings
+from .storage import BlobStore
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+
+log = logging.getLogger(__name__)
+
+CLAIM_LEASE = timedelta(minutes=10)  # longer than any submission; a dead holder's claim expires
+
+
+@dataclass
+class Launcher:
+    """Claims runs in the ledger and submits them through the backend."""
+
+    settings: Settings
+    ledger: Ledger
+    store: BlobStore
+    backend: Callable[[], Backend]
+    clock: Callable[[], datetime]
+
+    def launch(self, record: RunRecord, *, stored: bool) -> tuple[RunRecord, bool]:
+        """Claim the run (create its record, or take a free claim on the ``stored`` one) and
+        submit it if we hold the claim. Returns (record, whether this call submitted)."""
+        if record.terminal or record.submitted_at is not None:
+            return record, False
+        if not stored:
+            claimed = replace(record, claimed_at=iso(self.clock()))
+            if self._create_claim(claimed):
+                return self._submit(claimed), True
+        current, took = self.ledger.update(record.run_id, self._take_claim)
+        if not took:
+            return current, False
+        return self._submit(current), True
+
+    def _create_claim(self, claimed: RunRecord) -> bool:
+        """Create the record holding our claim; True if it is ours. A create whose answer was
+        lost after storage applied it (or whose SDK retry then found it existing) is still
+        ours: the record carries this call's token."""
+        token = uuid.uuid4().hex
+        try:
+            if self.ledger.create(claimed, token=token):
+                return True
+        except TransientError:
+            if self.ledger.read(claimed.run_id) is None:  # it was not applied: the host retries
+                raise
+        return self.ledger.created_by(claimed.run_id, token)
+
+    def _take_claim(self, record: RunRecord) -> RunRecord | None:
+        """The record with our claim on its submission, or None if it is not ours to take."""
+        if record.terminal or record.submitted_at is not None:
+            return None
+        claimed = parse_time(record.claimed_at)
+        now = self.clock()
+        if claimed is not None and now - claimed < CLAIM_LEASE:
+            return None
+        return replace(record, claimed_at=iso(now))
+
+    def _submit(self, record: RunRecord) -> RunRecord:
+        """Submit a run we hold the claim on and record the result. Any failure gives the claim
+        back before it propagates, so a retry or the next sweep takes it at once."""
+        try:
+            return self._submit_claimed(record)
+        except Exception:
+            self._release(record.run_id, record.claimed_at)
+            raise
+
+    def _submit_claimed(self, record: RunRecord) -> RunRecord:
+        try:
+            submission = self.backend().submit(self._submit_request(record))
+        except TransientError:
+            raise
+        except PermanentError as exc:
+            log.error("run %s: submission failed: %s", record.run_id, exc)
+            reason = str(exc)
+
+            def failed(r: RunRecord) -> RunRecord:
+                return replace(
+                    r,
+                    status=RunStatus.FAILED,
+                    reason=reason,
+                    claimed_at=None,
+                    ended_at=iso(self.clock()),
+                    attempts=r.attempts + 1,
+                )
+
+            return self.ledger.update(record.run_id, failed)[0]
+        # A job that was already over is recorded by the next sweep, with its metrics.
+        status = RunStatus.SUBMITTED if submission.status.terminal else submission.status
+
+        def submitted(r: RunRecord) -> RunRecord:
+            return replace(
+                r,
+                status=status,
+                raw_status=submission.status.value,
+                job_name=submission.job_name,
+                data_asset=submission.data_asset or r.data_asset,
+                studio_url=submission.studio_url,
+                run_dir=submission.run_dir,
+                claimed_at=None,
+                submitted_at=iso(self.clock()),
+                attempts=r.attempts + 1,
+            )
+
+        done, _ = self.ledger.update(record.run_id, submitted)
+        log.info(
+            "run %s submitted as %s%s",
+            record.run_id,
+            submission.job_name,
+            " (it already existed)" if submission.already_existed else "",
+        )
+        return done
+
+    def _release(self, run_id: str, claim: str | None) -> None:
+        """Give the claim back after a failure so the host's retry (or the sweep) can take it."""
+
+        def release(r: RunRecord) -> RunRecord | None:
+            if r.claimed_at != claim or r.submitted_at is not None:
+                return None
+            return replace(r, claimed_at=None, attempts=r.attempts + 1)
+
+        try:
+            self.ledger.update(run_id, release)
+        except Exception as exc:  # the lease expires anyway; the original error matters more
+            log.warning("run %s: could not release the claim (%s)", run_id, exc)
+
+    def _submit_request(self, record: RunRecord) -> SubmitRequest:
+        """Everything the backend needs, rebuilt from the record alone (so a retry or the sweep
+        submits exactly what the first attempt would have)."""
+        versions = [(b["name"], b["etag"]) for b in record.blobs]
+        if record.source.startswith("azureml:"):
+            name, _, version = record.source.removeprefix("azureml:").partition(":")
+            data: DataAsset | LandingBatch = DataAsset(name, version)
+            data_version = version
+        else:
+            container, _, batch = record.source.partition("/")
+            refs = tuple(BlobRef(n, self.store.url(container, n), e) for n, e in versions)
+            data = LandingBatch(container, batch, refs)
+            data_version = keys.data_version(keys.run_key(record.source, versions))
+        job_name = record.job_name or keys.job_name(record.run_id)
+        pipeline = self.settings.pipeline_settings(
+            job_name=job_name,
+            epochs=record.params.get("epochs"),
+            experiment_name=record.params.get("experiment"),
+            tags=(
+                ("run_id", record.run_id),
+                ("source", record.source),
+                ("trigger", record.trigger),
+            ),
+        )
+        return SubmitRequest(
+            run_id=record.run_id,
+            job_name=job_name,
+            data=data,
+            data_version=data_version,
+            pipeline=pipeline,
+        )
+
+    def resume(self, record: RunRecord) -> bool:
+        """Submit a claimed-but-unsubmitted run whose claim is free or expired. True if it did."""
+        current, took = self.ledger.update(record.run_id, self._take_claim)
+        if took:
+            self._submit(current)
+        return took
