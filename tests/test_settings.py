@@ -13,7 +13,8 @@ def test_defaults_suit_a_laptop() -> None:
     assert settings.storage_connection == "UseDevelopmentStorage=true"
     assert settings.backend == "local"
     assert settings.local_runs_dir == PROJECT_ROOT / ".runs"
-    assert (settings.landing_container, settings.runs_container) == ("landing", "runs")
+    assert (settings.landing_container, settings.runs_table) == ("landing", "runs")
+    assert (settings.settle_seconds, settings.settle_queue) == (30, "retrain-settle")
 
 
 def test_identity_based_storage_needs_no_connection_string() -> None:
@@ -43,6 +44,8 @@ def test_storage_client_id_prefers_the_connection_setting() -> None:
         ("TRAIN_LEARNING_RATE", "-1", "TRAIN_LEARNING_RATE: must be positive"),
         ("TRAIN_LEARNING_RATE", "fast", "TRAIN_LEARNING_RATE: expected a number"),
         ("RETRAIN_BACKEND", "sagemaker", "RETRAIN_BACKEND: expected one of local, azureml"),
+        ("RUNS_TABLE", "runs-table", "RUNS_TABLE: expected 3 to 63 letters and digits"),
+        ("BATCH_SETTLE_SECONDS", "-1", "BATCH_SETTLE_SECONDS: must be at least 0"),
     ],
 )
 def test_a_bad_value_names_the_setting(name: str, value: str, message: str) -> None:

@@ -222,3 +222,26 @@ def count_table_calls(svc: RetrainService, monkeypatch: Any) -> TableCalls:
 
         monkeypatch.setattr(table, kind, counted)
     return calls
+
+
+def settle_messages(svc: RetrainService, *, until: Callable[[], bool], timeout: float) -> int:
+    """Deliver the settle queue's messages to ``settle_batch`` as the host does (each as a real
+    ``func.QueueMessage``, deleted once the function returns) until ``until()`` holds or
+    ``timeout`` seconds pass. Returns how many were delivered."""
+    from azure.storage.queue import TextBase64DecodePolicy
+
+    queue = svc.store.account.queues.get_queue_client(
+        svc.settings.settle_queue, message_decode_policy=TextBase64DecodePolicy()
+    )
+    delivered, deadline = 0, time.monotonic() + timeout
+    while not until() and time.monotonic() < deadline:
+        for message in queue.receive_messages(visibility_timeout=30):
+            function("settle_batch")(
+                func.QueueMessage(
+                    id=message.id, body=message.content.encode(), pop_receipt=message.pop_receipt
+                )
+            )
+            queue.delete_message(message)
+            delivered += 1
+        time.sleep(0.2)
+    return delivered

@@ -23,11 +23,12 @@ def trigger(name: str) -> dict:
     return found
 
 
-def test_the_app_registers_five_functions():
+def test_the_app_registers_six_functions():
     assert sorted(functions()) == [
         "get_run",
         "landing_blob",
         "list_runs",
+        "settle_batch",
         "start_retrain",
         "sweep_runs",
     ]
@@ -51,6 +52,12 @@ def test_http_routes(route, method, name):
     assert http["type"] == "httpTrigger"
     assert (http["route"], http["methods"], http["authLevel"]) == (route, [method], "FUNCTION")
     assert {"direction": "OUT", "type": "http", "name": "$return"} in bindings(name)
+
+
+def test_settle_queue_binding():
+    queue = trigger("settle_batch")
+    assert queue["type"] == "queueTrigger"
+    assert (queue["queueName"], queue["connection"]) == ("%SETTLE_QUEUE%", "DataStorage")
 
 
 def test_timer_binding():
@@ -96,7 +103,8 @@ def test_importing_the_app_loads_no_heavy_sdk_and_builds_no_client():
     code = (
         "import sys, function_app\n"
         "from retrain import service\n"
-        "heavy = ('azure.ai.ml', 'torch', 'numpy', 'azure.storage.blob', 'azure.identity')\n"
+        "heavy = ('azure.ai.ml', 'torch', 'numpy', 'azure.storage', 'azure.data.tables',\n"
+        "         'azure.identity')\n"
         "print([m for m in sys.modules if m.startswith(heavy)], service._service)"
     )
     assert _fresh(code).strip() == "[] None"

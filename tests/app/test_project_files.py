@@ -9,7 +9,9 @@ import re
 from retrain.settings import PROJECT_ROOT, Settings
 
 HOST_SETTINGS = {"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage"}
-BINDING_SETTINGS = {"DataStorage", "LANDING_CONTAINER", "SWEEP_SCHEDULE", "BLOB_TRIGGER_SOURCE"}
+BINDING_SETTINGS = {
+    "DataStorage", "LANDING_CONTAINER", "SETTLE_QUEUE", "SWEEP_SCHEDULE", "BLOB_TRIGGER_SOURCE"
+}  # fmt: skip
 
 
 def _example() -> dict:
@@ -27,7 +29,9 @@ def test_every_setting_the_app_reads_is_in_the_example():
     read = _read_by("retrain/settings.py") | _read_by("function_app.py")
     assert "TRAIN_EPOCHS" in read and "BLOB_TRIGGER_SOURCE" in read  # the scan works
     # identity-based connection settings: documented, but an empty value would mean "unset"
-    identity_only = {"DataStorage__blobServiceUri", "DataStorage__clientId"}
+    identity_only = {
+        f"DataStorage__{name}" for name in ("blobServiceUri", "queueServiceUri", "tableServiceUri")
+    } | {"DataStorage__clientId"}
     assert read - identity_only - set(values) == set()
     assert set(values) - read - HOST_SETTINGS == set()
     assert set(values) >= BINDING_SETTINGS

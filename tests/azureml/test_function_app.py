@@ -31,7 +31,9 @@ def azureml_app(use_fake, azurite, monkeypatch):
     settings = {
         "DataStorage": azurite.connection_string,
         "LANDING_CONTAINER": f"landing-{tag}",
-        "RUNS_CONTAINER": f"runs-{tag}",
+        "RUNS_TABLE": f"runs{tag}",
+        "SETTLE_QUEUE": f"settle-{tag}",
+        "BATCH_SETTLE_SECONDS": "0",
         "RETRAIN_BACKEND": "azureml",
         "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
         "AZURE_RESOURCE_GROUP": RESOURCE_GROUP,

@@ -1,0 +1,146 @@
+"""Recovery from any single storage fault. Each storage request of a claim fails in turn, once,
+either before it reaches storage or after storage applied it (the answer is lost); the host then
+retries as it does (blob events), or the caller does (webhook: 503 with Retry-After), and the
+next sweep tick runs. Every time: exactly one listed run, Submitted, and one job."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import replace
+
+import pytest
+from apphelpers import FakeBackend, batch_files, blob_event, http, upload
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.pipeline.transport import RequestsTransport
+
+from retrain import service as service_module
+from retrain.backends.base import JobState, RunStatus
+from retrain.service import RetrainService
+from retrain.storage import BlobStore, StorageAccount
+
+HOST_ATTEMPTS = 5  # the blob trigger's poison threshold (host.json)
+
+
+class FaultyTransport(RequestsTransport):
+    """Fails request number ``fail_at`` (counting from 1) once: ``before`` it is sent (storage
+    never sees it) or ``after`` (storage applied it, the answer is lost)."""
+
+    def __init__(self, fail_at: int = 0, when: str = "before") -> None:
+        super().__init__()
+        self.fail_at, self.when, self.sent = fail_at, when, 0
+        self.lock = threading.Lock()
+
+    def send(self, request, **kwargs):
+        with self.lock:
+            self.sent += 1
+            failing = self.sent == self.fail_at
+        if failing and self.when == "before":
+            raise ServiceRequestError("injected fault: storage stopped")
+        response = super().send(request, **kwargs)
+        if failing:
+            raise ServiceResponseError("injected fault: the answer was lost")
+        return response
+
+
+def _service(settings, transport: FaultyTransport, backend: FakeBackend) -> RetrainService:
+    store = BlobStore(StorageAccount(settings, transport=transport, retries=0))
+    svc = RetrainService(settings, store=store, backend=backend)
+    service_module.set_service(svc)
+    return svc
+
+
+def _count(settings, store, action) -> int:
+    """How many storage requests ``action(service)`` makes without faults."""
+    transport = FaultyTransport()
+    action(_service(settings, transport, FakeBackend()))
+    return transport.sent
+
+
+def _one_submitted_run(svc: RetrainService, backend: FakeBackend) -> None:
+    svc.sweep()  # the next tick, without faults
+    listed = svc.ledger.recent(10)
+    assert len(listed) == 1, listed
+    [run] = listed
+    assert run.status in (RunStatus.SUBMITTED, RunStatus.RUNNING)  # the tick saw it start
+    assert run.submitted_at and run.claimed_at is None
+    assert list(backend.jobs) == [run.job_name]
+    assert [s.run_id for s in svc.ledger.active()] == [run.run_id]
+
+
+@pytest.fixture
+def fresh(settings):
+    """Settings with a table of their own, for each attempt."""
+
+    def make():
+        return replace(settings, runs_table=f"faults{uuid.uuid4().hex[:12]}")
+
+    yield make
+    service_module.set_service(None)
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_blob_event_survives_any_single_storage_fault(fresh, store, when):
+    container = fresh().landing_container
+    path = upload(store, container, "clean", batch_files())[0]
+    requests = _count(fresh(), store, lambda svc: blob_event(store, path))
+    assert requests >= 5  # list, validation reads, table, claim, record
+
+    for fail_at in range(1, requests + 1):
+        settings, backend = fresh(), FakeBackend()
+        svc = _service(settings, FaultyTransport(fail_at, when), backend)
+        for _ in range(HOST_ATTEMPTS):  # the host retries a failed invocation
+            try:
+                blob_event(store, path)
+                break
+            except Exception:
+                continue
+        _one_submitted_run(svc, backend)
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_webhook_call_survives_any_single_storage_fault(fresh, store, when):
+    upload(store, fresh().landing_container, "hooked", batch_files())
+    requests = _count(fresh(), store, lambda svc: http("POST", "retrain", {"data": "hooked"}))
+
+    for fail_at in range(1, requests + 1):
+        settings, backend = fresh(), FakeBackend()
+        svc = _service(settings, FaultyTransport(fail_at, when), backend)
+        status, answer, headers = http("POST", "retrain", {"data": "hooked"})
+        if status == 503:  # says so, and when to come back; the caller does
+            assert headers["Retry-After"] and "unavailable" in answer["error"]["message"]
+            assert http("POST", "retrain", {"data": "hooked"})[0] == 202
+        else:
+            assert status == 202
+        _one_submitted_run(svc, backend)
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_sweep_tick_survives_any_single_storage_fault(fresh, store, when):
+    path = upload(store, fresh().landing_container, "swept", batch_files())[0]
+
+    def ended(svc: RetrainService, backend: FakeBackend) -> None:
+        blob_event(store, path)
+        [run] = svc.ledger.recent(1)
+        backend.states[run.job_name] = JobState(RunStatus.COMPLETED, "Completed")
+
+    transport, backend = FaultyTransport(), FakeBackend()
+    svc = _service(fresh(), transport, backend)
+    ended(svc, backend)
+    before = transport.sent
+    svc.sweep()
+    requests = transport.sent - before
+    assert requests == 2  # the active rows' query; the run's one transaction
+
+    for fail_at in range(1, requests + 1):
+        transport, backend = FaultyTransport(), FakeBackend()
+        svc = _service(fresh(), transport, backend)
+        ended(svc, backend)
+        transport.fail_at, transport.when = transport.sent + fail_at, when
+        try:
+            svc.sweep()
+        except Exception:
+            pass  # the query failed: the tick did nothing, and the timer fires again
+        svc.sweep()
+        [run] = svc.ledger.recent(10)
+        assert run.status is RunStatus.COMPLETED and svc.ledger.active() == []
