@@ -30,6 +30,7 @@ from retrain.service import Outcome, get_service
 
 log = logging.getLogger("function_app")
 
+
 def blob_source(env: dict[str, str] | os._Environ = os.environ) -> func.BlobSource:
     """``BLOB_TRIGGER_SOURCE``: EventGrid (default; the only source on Flex Consumption) or
     LogsAndContainerScan (polling). Read when the host indexes the app."""

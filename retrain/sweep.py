@@ -163,4 +163,3 @@ class _Tick:
             return self.backend().job_state(job_name)
         except NotFoundError as exc:
             return JobState(RunStatus.FAILED, "NotFound", error=f"the job is gone: {exc}")
-

@@ -209,9 +209,7 @@ def test_storage_outage_is_transient(settings, backend):
         end = connection.index(";", start)
         connection = f"{connection[:start]}{service}Endpoint={nowhere}{connection[end:]}"
     down = replace(settings, storage_connection=connection)
-    svc = RetrainService(
-        down, store=BlobStore(StorageAccount(down, retries=0)), backend=backend
-    )
+    svc = RetrainService(down, store=BlobStore(StorageAccount(down, retries=0)), backend=backend)
     with pytest.raises(TransientError, match="storage is unreachable"):
         svc.handle_blob(f"{settings.landing_container}/b/train-images-idx3-ubyte.gz")
     assert backend.submits == []
