@@ -102,9 +102,10 @@ def main() -> None:
     import trustme
     from fake_azureml import FakeAzureML
 
-    from retrain.demo import azurite
+    from retrain.azurite import running
 
-    with tempfile.TemporaryDirectory() as tmp, azurite(Path(tmp)) as connection:
+    with tempfile.TemporaryDirectory() as tmp, running(Path(tmp) / "azurite") as storage:
+        connection = storage.connection_string
         ca = trustme.CA()
         ca_file = str(Path(tmp) / "ca.pem")
         ca.cert_pem.write_to_path(ca_file)

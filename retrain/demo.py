@@ -1,8 +1,10 @@
 """``make demo`` (``python -m retrain demo``): the event-driven flow, end to end, on this machine.
 
-1. Start Azurite (the npm dev dependency) on 127.0.0.1, on a free port, in a temporary folder.
+1. Start Azurite (the npm dev dependency: blob, queue, table) on 127.0.0.1, in a temporary folder.
 2. Generate a Fashion-MNIST-format batch and upload it to the landing container.
-3. Invoke the registered blob function once per uploaded blob, as the Functions host would.
+3. Invoke the registered blob function once per uploaded blob, as the Functions host would; the
+   batch is complete but still settling, so its re-check goes to the settle queue, and the
+   queue function starts the run once the batch has been unchanged for BATCH_SETTLE_SECONDS.
 4. Run the registered timer function until the run is terminal, showing progress.
 5. Print the run record and where the report is; stop Azurite.
 
@@ -16,28 +18,22 @@ import argparse
 import json
 import logging
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from . import azurite
 from .settings import PROJECT_ROOT
 
-AZURITE_ACCOUNT = "devstoreaccount1"
-AZURITE_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
 DEMO_DIR = PROJECT_ROOT / ".demo"
 DEFAULTS = {
     "RETRAIN_BACKEND": "local",
     "LOCAL_RUNS_DIR": str(DEMO_DIR / "runs"),
     "LANDING_CONTAINER": "landing",
-    "RUNS_CONTAINER": "runs",
+    "RUNS_TABLE": "runs",
+    "SETTLE_QUEUE": "retrain-settle",
+    "BATCH_SETTLE_SECONDS": "3",
     "TRAIN_EPOCHS": "3",
     "SWEEP_SCHEDULE": "*/10 * * * * *",
     "BLOB_TRIGGER_SOURCE": "EventGrid",
@@ -66,24 +62,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is not None:
         os.environ["TRAIN_EPOCHS"] = str(args.epochs)
     _show_logs()
-    with tempfile.TemporaryDirectory(prefix="retrain-demo-") as tmp, azurite(Path(tmp)) as conn:
-        os.environ["DataStorage"] = conn  # noqa: SIM112 - the app setting's real name
-        return _flow(args, Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="retrain-demo-") as tmp:
+        try:
+            with azurite.running(Path(tmp) / "azurite") as storage:
+                _say(f"Azurite listening on 127.0.0.1 (blob {storage.ports['blob']}, queue "
+                     f"{storage.ports['queue']}, table {storage.ports['table']})")  # fmt: skip
+                os.environ["DataStorage"] = storage.connection_string  # noqa: SIM112
+                return _flow(args, Path(tmp))
+        except azurite.AzuriteError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        finally:
+            _say("Azurite stopped")
 
 
 def _flow(args: argparse.Namespace, tmp: Path) -> int:
     import azure.functions as func
 
-    import function_app
     from retrain.fashion_data import write_batch
+    from retrain.host import deliver_settle_messages, functions
     from retrain.service import get_service, set_service
 
     set_service(None)  # built from the settings just set
     service = get_service()
     settings = service.settings
-    functions = {
-        f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()
-    }
     batch = time.strftime("demo-%Y%m%d-%H%M%S")
 
     _say(f"1. generating a batch ({args.n_train} train + {args.n_test} test images)")
@@ -99,14 +100,19 @@ def _flow(args: argparse.Namespace, tmp: Path) -> int:
     _say("3. the blob trigger fires once per uploaded blob (as the host would)")
     for blob_path, path in paths:
         data = path.read_bytes()
-        functions["landing_blob"](
+        functions()["landing_blob"](
             func.blob.InputStream(data=data, name=blob_path, length=len(data))
+        )
+    if settings.settle_seconds:
+        _say(f"   ... the settle queue re-checks it once unchanged for {settings.settle_seconds} s")
+        deliver_settle_messages(
+            service, until=lambda: bool(service.list_runs(1)), timeout=settings.settle_seconds + 30
         )
     runs = service.list_runs(1)
     if not runs:
         _say("no run was recorded; see the log above")
         return 1
-    run = runs[0]
+    run = service.get_run(runs[0].run_id)
     if run.terminal:
         return _finish(run)
 
@@ -114,7 +120,7 @@ def _flow(args: argparse.Namespace, tmp: Path) -> int:
     started, deadline = time.monotonic(), time.monotonic() + args.timeout
     while not run.terminal and time.monotonic() < deadline:
         time.sleep(args.tick)
-        functions["sweep_runs"](func.timer.TimerRequest(past_due=False))
+        functions()["sweep_runs"](func.timer.TimerRequest(past_due=False))
         run = service.get_run(run.run_id)
         _progress(service, run, time.monotonic() - started)
     print(file=sys.stderr)
@@ -170,51 +176,3 @@ def _show_logs() -> None:
         logger = logging.getLogger(name)
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-
-
-# --- Azurite --------------------------------------------------------------------------------------
-
-
-def azurite_binary() -> str:
-    local = PROJECT_ROOT / "node_modules" / ".bin" / "azurite-blob"
-    found = str(local) if local.exists() else shutil.which("azurite-blob")
-    if not found:
-        raise SystemExit("error: Azurite is not installed; run `npm ci` (make demo does this)")
-    return found
-
-
-@contextmanager
-def azurite(location: Path) -> Iterator[str]:
-    """Azurite's blob service on 127.0.0.1 (a free port) for the block; its connection string."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    argv = [azurite_binary(), "--blobHost", "127.0.0.1", "--blobPort", str(port)]
-    argv += ["--location", str(location / "azurite"), "--skipApiVersionCheck"]
-    argv += ["--disableTelemetry", "--silent"]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode().strip() if proc.stderr else ""
-                raise SystemExit(f"error: Azurite exited early: {err}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("error: Azurite did not start within 30 s") from None
-                time.sleep(0.1)
-        _say(f"Azurite listening on 127.0.0.1:{port}")
-        yield (
-            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
-        )
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        _say("Azurite stopped")

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 RUN, ACTIVE, RECENT = "run|", "active|", "recent|"
 UPDATE_ATTEMPTS = 16  # ETag races to lose before giving up (TransientError: the host retries)
+RUNS_PER_TRANSACTION = 33  # 3 rows a run; an entity-group transaction holds at most 100
 INVERT_MS = 10**13  # recent| keys sort newest first until the year 2286
 MAX_RECORD_CHARS = 30_000  # a string property holds at most 64 KiB (32K UTF-16 characters)
 
@@ -60,6 +61,10 @@ class Stored:
     @property
     def run_id(self) -> str:
         return self.record.run_id
+
+
+Change = Callable[[RunRecord], RunRecord | None]  # the new record, or None: leave it
+Written = tuple[Stored, bool]  # the record now stored, and whether this call changed it
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,36 @@ class Ledger:
             return Stored(new, etags[0], f"{RUN}{run_id}"), True
         raise TransientError(f"run {run_id}: too many concurrent updates")
 
+    def write_many(self, changes: list[tuple[Stored, Change]]) -> list[Written | Exception]:
+        """``write`` for many runs at once, as read already, ``RUNS_PER_TRANSACTION`` runs to a
+        transaction: a sweep tick in which many runs moved costs a few transactions, not one
+        per run. A transaction that fails (a run in it lost a race, or met damage) is redone
+        run by run with ``write``. Each run's result, or the error that stopped it."""
+        results: dict[int, Written | Exception] = {}
+        pending: list[tuple[int, Stored, Change, RunRecord]] = []
+        for i, (found, change) in enumerate(changes):
+            new = None if found.record.terminal else change(found.record)
+            if new is None or new == found.record:
+                results[i] = (found, False)
+            else:
+                pending.append((i, found, change, replace(new, updated_at=later_than(
+                    found.record.updated_at))))  # fmt: skip
+        for start in range(0, len(pending), RUNS_PER_TRANSACTION):
+            chunk = pending[start : start + RUNS_PER_TRANSACTION]
+            ops = [op for _, found, _, new in chunk for op in _write_ops(new, found, False)]
+            try:
+                etags = self.table.transact(ops)
+            except ETagMismatch:
+                for i, found, change, _ in chunk:
+                    results[i] = _attempt(self.write, found.run_id, change)
+                continue
+            except Exception as exc:  # e.g. storage unavailable: these runs wait for next tick
+                results.update((i, exc) for i, *_ in chunk)
+                continue
+            for k, (i, _, _, new) in enumerate(chunk):
+                results[i] = (Stored(new, etags[3 * k], f"{RUN}{new.run_id}"), True)
+        return [results[i] for i in range(len(changes))]
+
     def active(self) -> list[Stored | DamagedRun]:
         """Runs not yet terminal, oldest id first: one range query."""
         found: list[Stored | DamagedRun] = []
@@ -200,6 +235,15 @@ class Ledger:
     def records(self) -> list[RunRecord]:
         """Every run's record (costs O(history): tests, the CLI and the demo, never a trigger)."""
         return [_record(entity) for entity in self.table.query(RUN)]
+
+
+def _attempt(
+    write: Callable[[str, Change], Written], run_id: str, change: Change
+) -> Written | Exception:
+    try:
+        return write(run_id, change)
+    except Exception as exc:
+        return exc
 
 
 def _write_ops(new: RunRecord, guard: Stored, missing_active: bool) -> list[Op]:

@@ -1,8 +1,8 @@
 """The timer's sweep: read each active run's job state and record how it stands.
 
 A tick costs O(active runs), not O(history): one range query of the ledger's active rows (each
-carries the whole record), one job-state read per run, and one transaction only for a run whose
-job moved, guarded by the ETag of the row it was read from. Runs are checked concurrently (at most
+carries the whole record), one job-state read per run, and for the runs whose job moved, their
+guarded writes, up to 33 runs to a transaction. Job states are read concurrently (at most
 ``SWEEP_CONCURRENCY`` at a time); one run's error is counted, and that run is simply checked again
 on the next tick. Terminal statuses (Completed with the score metrics, Failed with the reason,
 Canceled) are written once: the ledger never changes a terminal record.
@@ -103,7 +103,11 @@ def sweep(
         return SweepSummary()
     tick = _Tick(ledger, backend, resume, clock)
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(runs)))) as pool:
-        results = list(pool.map(tick.check, runs))
+        checked = list(pool.map(tick.check, runs))
+    moved = [item for item in checked if isinstance(item, Moved)]
+    written = ledger.write_many([(m.run, m.change) for m in moved])
+    results = [item for item in checked if not isinstance(item, Moved)]
+    results += [_written(m.run, outcome) for m, outcome in zip(moved, written, strict=True)]
     for _, level, message in results:
         if message:
             log.log(level, "sweep: %s", message)
@@ -113,25 +117,51 @@ def sweep(
 Result = tuple[str, int, str | None]  # (summary field, log level, log line or None)
 
 
+@dataclass(frozen=True)
+class Moved:
+    """A run whose job moved: the change to write (the sweep writes them together)."""
+
+    run: Stored
+    change: Callable[[RunRecord], RunRecord | None]
+
+
+def _written(run: Stored, outcome: tuple[Stored, bool] | Exception) -> Result:
+    if isinstance(outcome, Exception):
+        return _failed(run.run_id, outcome)
+    stored, changed = outcome
+    if not changed:
+        return "unchanged", logging.DEBUG, None
+    done = stored.record
+    if done.terminal:
+        return done.status.value.lower(), logging.INFO, f"run {done.run_id} {done.status.value} " \
+            f"({done.reason or 'ok'})"  # fmt: skip
+    return "updated", logging.DEBUG, None
+
+
+def _failed(run_id: str, exc: Exception) -> Result:
+    """A run's error: counted, logged, and the run is checked again next tick."""
+    if isinstance(exc, CorruptDocumentError):  # skipped, loudly; the other runs go on
+        return "damaged", logging.ERROR, str(exc)
+    return "errors", logging.WARNING, f"run {run_id}: {type(exc).__name__}: {exc}"
+
+
 @dataclass
 class _Tick:
-    """What one sweep needs while it checks runs concurrently."""
+    """What one sweep needs while it reads job states concurrently."""
 
     ledger: Ledger
     backend: Callable[[], Backend]
     resume: Callable[[RunRecord], bool]
     clock: Callable[[], datetime]
 
-    def check(self, run: Stored | DamagedRun) -> Result:
-        """One run's outcome; an error is counted, and the run is checked again next tick."""
+    def check(self, run: Stored | DamagedRun) -> Result | Moved:
+        """What became of one run, or the change to write; never raises."""
         try:
             return self._check(run)
-        except CorruptDocumentError as exc:  # skipped, loudly; the other runs go on
-            return "damaged", logging.ERROR, str(exc)
         except Exception as exc:
-            return "errors", logging.WARNING, f"run {run.run_id}: {type(exc).__name__}: {exc}"
+            return _failed(run.run_id, exc)
 
-    def _check(self, run: Stored | DamagedRun) -> Result:
+    def _check(self, run: Stored | DamagedRun) -> Result | Moved:
         if isinstance(run, DamagedRun):  # its active row is damaged: the record may not be
             found = self.ledger.read(run.run_id)
             if found is None:
@@ -147,16 +177,7 @@ class _Tick:
         now = self.clock()
         if apply_state(record, state, now) is None:
             return "unchanged", logging.DEBUG, None
-        stored, changed = self.ledger.write(
-            record.run_id, lambda r: apply_state(r, state, now), current=run
-        )
-        if not changed:
-            return "unchanged", logging.DEBUG, None
-        done = stored.record
-        if done.terminal:
-            message = f"run {done.run_id} {done.status.value} ({done.reason or 'ok'})"
-            return done.status.value.lower(), logging.INFO, message
-        return "updated", logging.DEBUG, None
+        return Moved(run, lambda r: apply_state(r, state, now))
 
     def _job_state(self, job_name: str) -> JobState:
         try:

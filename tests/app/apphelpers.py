@@ -4,7 +4,6 @@ cannot reach (the Azure ML service), and callers for the registered functions th
 
 from __future__ import annotations
 
-import functools
 import gzip
 import json
 import threading
@@ -15,9 +14,9 @@ from typing import Any
 
 import azure.functions as func
 
-import function_app
 from retrain.backends.base import JobState, RunStatus, Submission, SubmitRequest
 from retrain.errors import NotFoundError, TransientError
+from retrain.host import deliver_settle_messages, functions
 from retrain.records import RunRecord
 from retrain.service import RetrainService
 from retrain.storage import BlobStore
@@ -107,15 +106,9 @@ class FakeBackend:
 # --- calling the registered functions as the host would -------------------------------------------
 
 
-@functools.cache
-def functions() -> dict[str, Any]:
-    """The app's indexed functions by name (indexing twice is refused by the library)."""
-    return {fn.get_function_name(): fn for fn in function_app.app.get_functions()}
-
-
 def function(name: str) -> Callable[..., Any]:
     """The user function registered as ``name``."""
-    return functions()[name].get_user_function()
+    return functions()[name]
 
 
 def upload(store: BlobStore, container: str, batch: str, files: dict[str, bytes]) -> list[str]:
@@ -225,23 +218,5 @@ def count_table_calls(svc: RetrainService, monkeypatch: Any) -> TableCalls:
 
 
 def settle_messages(svc: RetrainService, *, until: Callable[[], bool], timeout: float) -> int:
-    """Deliver the settle queue's messages to ``settle_batch`` as the host does (each as a real
-    ``func.QueueMessage``, deleted once the function returns) until ``until()`` holds or
-    ``timeout`` seconds pass. Returns how many were delivered."""
-    from azure.storage.queue import TextBase64DecodePolicy
-
-    queue = svc.store.account.queues.get_queue_client(
-        svc.settings.settle_queue, message_decode_policy=TextBase64DecodePolicy()
-    )
-    delivered, deadline = 0, time.monotonic() + timeout
-    while not until() and time.monotonic() < deadline:
-        for message in queue.receive_messages(visibility_timeout=30):
-            function("settle_batch")(
-                func.QueueMessage(
-                    id=message.id, body=message.content.encode(), pop_receipt=message.pop_receipt
-                )
-            )
-            queue.delete_message(message)
-            delivered += 1
-        time.sleep(0.2)
-    return delivered
+    """Deliver the settle queue's messages to ``settle_batch`` as the host does."""
+    return deliver_settle_messages(svc, until=until, timeout=timeout)

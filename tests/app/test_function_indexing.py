@@ -8,14 +8,14 @@ import subprocess
 import sys
 
 import pytest
-from apphelpers import functions
+from apphelpers import indexed
 
 from retrain.errors import ConfigurationError
 from retrain.settings import PROJECT_ROOT
 
 
 def bindings(name: str) -> list[dict]:
-    return [json.loads(raw) for raw in functions()[name].get_raw_bindings()]
+    return [json.loads(raw) for raw in indexed()[name].get_raw_bindings()]
 
 
 def trigger(name: str) -> dict:
@@ -24,7 +24,7 @@ def trigger(name: str) -> dict:
 
 
 def test_the_app_registers_six_functions():
-    assert sorted(functions()) == [
+    assert sorted(indexed()) == [
         "get_run",
         "landing_blob",
         "list_runs",
