@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
 
@@ -37,8 +36,6 @@ RETRY = {"initial_backoff": 0.5, "increment_base": 2, "retry_total": 3, "random_
 TIMEOUTS = {"connection_timeout": 5, "read_timeout": 30}
 POOL_SIZE = 32  # connections kept per host: 8 blob events + the sweep's threads, with room
 QUIET_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity")
-
-T = TypeVar("T")
 
 
 def quiet_sdk_logging() -> None:
@@ -76,15 +73,23 @@ class StorageAccount:
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
 
-    def _client(self, kind: str, build: Callable[[dict[str, Any]], T]) -> T:
+    def _client(self, cls: Any, uri: str | None, setting: str, **options: Any) -> Any:
+        """The one ``cls`` client of this account: on ``uri`` with the identity, else from the
+        connection string; built on first use."""
+        kind = cls.__name__
         if kind not in self._clients:
             with self._lock:
                 if kind not in self._clients:
                     quiet_sdk_logging()
                     if self._transport is None:
                         self._transport = _transport()
-                    options: dict[str, Any] = {"transport": self._transport, **TIMEOUTS}
-                    self._clients[kind] = build(options)
+                    options.update(transport=self._transport, **TIMEOUTS)
+                    uri, connection = self._uri_or_connection(uri, setting)
+                    if uri:
+                        client = cls(uri, credential=self._credential(), **options)
+                    else:
+                        client = _from_connection(cls, connection, options)
+                    self._clients[kind] = client
         return self._clients[kind]
 
     def _credential(self) -> Any:
@@ -100,54 +105,39 @@ class StorageAccount:
             return None, self.settings.storage_connection
         raise ConfigurationError(f"DataStorage: set a connection string, or {setting}")
 
+    def _storage_retry(self, retry_cls: Any) -> Any:
+        return retry_cls(**{**RETRY, "retry_total": self._retries})
+
     @property
     def blobs(self) -> BlobServiceClient:
-        def build(options: dict[str, Any]) -> BlobServiceClient:
-            from azure.storage.blob import BlobServiceClient, ExponentialRetry
+        from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
-            options["retry_policy"] = ExponentialRetry(**{**RETRY, "retry_total": self._retries})
-            uri, connection = self._uri_or_connection(
-                self.settings.storage_blob_uri, "DataStorage__blobServiceUri"
-            )
-            if uri:
-                return BlobServiceClient(uri, credential=self._credential(), **options)
-            return _from_connection(BlobServiceClient, connection, options)
-
-        return self._client("blob", build)
+        uri, retry = self.settings.storage_blob_uri, self._storage_retry(ExponentialRetry)
+        return self._client(
+            BlobServiceClient, uri, "DataStorage__blobServiceUri", retry_policy=retry
+        )
 
     @property
     def queues(self) -> QueueServiceClient:
-        def build(options: dict[str, Any]) -> QueueServiceClient:
-            from azure.storage.queue import ExponentialRetry, QueueServiceClient
+        from azure.storage.queue import ExponentialRetry, QueueServiceClient
 
-            options["retry_policy"] = ExponentialRetry(**{**RETRY, "retry_total": self._retries})
-            uri, connection = self._uri_or_connection(
-                self.settings.storage_queue_uri, "DataStorage__queueServiceUri"
-            )
-            if uri:
-                return QueueServiceClient(uri, credential=self._credential(), **options)
-            return _from_connection(QueueServiceClient, connection, options)
-
-        return self._client("queue", build)
+        uri, retry = self.settings.storage_queue_uri, self._storage_retry(ExponentialRetry)
+        return self._client(
+            QueueServiceClient, uri, "DataStorage__queueServiceUri", retry_policy=retry
+        )
 
     @property
     def tables(self) -> TableServiceClient:
-        def build(options: dict[str, Any]) -> TableServiceClient:
-            from azure.data.tables import TableServiceClient
+        from azure.data.tables import TableServiceClient
 
-            options.update(
-                retry_total=self._retries,
-                retry_backoff_factor=RETRY["initial_backoff"],
-                retry_backoff_max=4,
-            )
-            uri, connection = self._uri_or_connection(
-                self.settings.storage_table_uri, "DataStorage__tableServiceUri"
-            )
-            if uri:
-                return TableServiceClient(uri, credential=self._credential(), **options)
-            return _from_connection(TableServiceClient, connection, options)
-
-        return self._client("table", build)
+        return self._client(
+            TableServiceClient,
+            self.settings.storage_table_uri,
+            "DataStorage__tableServiceUri",
+            retry_total=self._retries,
+            retry_backoff_factor=RETRY["initial_backoff"],
+            retry_backoff_max=4,
+        )
 
 
 def _from_connection(cls: Any, connection: str | None, options: dict[str, Any]) -> Any:

@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from apphelpers import indexed
 
 from retrain.errors import ConfigurationError
+from retrain.host import indexed
 from retrain.settings import PROJECT_ROOT
 
 
