@@ -153,7 +153,6 @@ resource environmentContainer 'Microsoft.MachineLearningServices/workspaces/envi
 
 output workspaceId string = workspace.id
 output workspaceName string = workspace.name
-output workspacePrincipalId string = workspace.identity.principalId
 output storageName string = mlStorage.outputs.name
 output registryName string = registry.name
 output environment string = '${environmentName}:${environmentVersion}'
