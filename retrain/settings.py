@@ -145,10 +145,22 @@ class Settings:
         )
 
     def pipeline_settings(self, **overrides: object):  # -> pipeline_builder.PipelineSettings
-        """The builder's view of these settings; ``overrides`` (e.g. epochs) win."""
+        """The builder's view of these settings; ``overrides`` (e.g. epochs) win.
+
+        ``AZUREML_ENVIRONMENT`` is checked here, so a malformed one is a configuration error
+        naming the setting rather than a failed submission.
+        """
         from pipeline_builder import PipelineSettings
 
+        environment = self.environment
+        if environment:
+            name, _, version = environment.removeprefix("azureml:").partition(":")
+            if not (name and version) or ":" in version:
+                raise ConfigurationError(
+                    f"AZUREML_ENVIRONMENT: expected NAME:VERSION, got {environment!r}"
+                )
         values = {
+            "environment": environment,
             "cpu_compute": self.cpu_compute,
             "gpu_compute": self.gpu_compute,
             "gpu_instance_type": self.gpu_instance_type,

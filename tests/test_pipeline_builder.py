@@ -181,3 +181,73 @@ def test_each_build_gets_its_own_component_objects_unless_given_some():
     shared = load_components()
     reused = build_pipeline("/d", components=shared)
     assert reused.jobs["train_node"].component is shared["train"]
+
+
+def _rest_nodes(job) -> dict:
+    """The nodes as the service receives them."""
+    return job._to_rest_object().properties.jobs
+
+
+def test_every_step_reads_its_data_as_the_managed_identity_by_default(job):
+    """Azure ML reads a plain https blob URL (a landed batch) only with identity-based access;
+    with no identity on the job it would fall back to whatever the compute has."""
+    for name, node in _rest_nodes(job).items():
+        assert node["identity"] == {"identity_type": "Managed"}, name
+    serverless = build_pipeline("/d", PipelineSettings(gpu_compute=SERVERLESS))
+    assert _rest_nodes(serverless)["train_node"]["identity"] == {"identity_type": "Managed"}
+    assert serverless._validate().passed
+
+
+def test_data_identity_can_be_the_submitter_or_left_to_the_service():
+    user = build_pipeline("/d", PipelineSettings(data_identity="user"))
+    assert {n["identity"]["identity_type"] for n in _rest_nodes(user).values()} == {"UserIdentity"}
+    assert user._validate().passed
+    unset = build_pipeline("/d", PipelineSettings(data_identity=None))
+    assert all("identity" not in node for node in _rest_nodes(unset).values())
+    with pytest.raises(ValueError, match="data_identity: expected one of managed, user"):
+        build_pipeline("/d", PipelineSettings(data_identity="system"))
+
+
+def test_a_registered_environment_replaces_the_anonymous_one():
+    anonymous = build_pipeline("/d")
+    for node in anonymous.jobs.values():
+        assert node.component.environment.image.startswith("mcr.microsoft.com/azureml/")
+    job = build_pipeline("/d", PipelineSettings(environment="fashion-mnist-train:8f3a"))
+    for node in job.jobs.values():
+        assert node.component.environment == "azureml:fashion-mnist-train:8f3a"
+        assert node.component._to_dict()["environment"] == "azureml:fashion-mnist-train:8f3a"
+    assert job._validate().passed
+    same = build_pipeline("/d", PipelineSettings(environment="azureml:fashion-mnist-train:8f3a"))
+    assert same.jobs["score_node"].component.environment == "azureml:fashion-mnist-train:8f3a"
+    with pytest.raises(ValueError, match="environment: expected NAME:VERSION"):
+        build_pipeline("/d", PipelineSettings(environment="fashion-mnist-train"))
+
+
+def test_a_component_already_registered_with_the_environment_is_left_as_it_is():
+    """After a submission the SDK writes the environment's resource id onto the component; a warm
+    process must not rewrite it, or the registered component would be registered again."""
+    components = load_components()
+    registered = (
+        "azureml:/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices"
+        "/workspaces/w/environments/fashion-mnist-train/versions/8f3a"
+    )
+    components["train"].environment = registered
+    settings = PipelineSettings(environment="fashion-mnist-train:8f3a")
+    job = build_pipeline("/d", settings, components=components)
+    assert job.jobs["train_node"].component.environment == registered
+    assert job.jobs["score_node"].component.environment == "azureml:fashion-mnist-train:8f3a"
+    newer = PipelineSettings(environment="fashion-mnist-train:9b1c")
+    job = build_pipeline("/d", newer, components=components)
+    assert job.jobs["train_node"].component.environment == "azureml:fashion-mnist-train:9b1c"
+
+
+def test_app_settings_pass_the_environment_to_the_builder():
+    from retrain.errors import ConfigurationError
+    from retrain.settings import Settings
+
+    settings = Settings.from_env({"AZUREML_ENVIRONMENT": "fashion-mnist-train:8f3a"})
+    assert settings.pipeline_settings().environment == "fashion-mnist-train:8f3a"
+    assert Settings.from_env({}).pipeline_settings().environment is None
+    for bad in ("fashion-mnist-train", "a:b:c", ":3"):
+        with pytest.raises(ConfigurationError, match="AZUREML_ENVIRONMENT: expected NAME:VERSION"):
+            Settings.from_env({"AZUREML_ENVIRONMENT": bad}).pipeline_settings()

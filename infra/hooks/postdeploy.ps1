@@ -1,0 +1,29 @@
+# azd postdeploy hook (Windows): the same as postdeploy.sh. Subscribe the blob trigger's webhook
+# to BlobCreated events of the landing container, once the host has created its extension key.
+$ErrorActionPreference = 'Stop'
+foreach ($name in 'AZURE_RESOURCE_GROUP', 'AZURE_FUNCTION_APP_NAME', 'AZURE_FUNCTION_APP_URL', 'AZURE_EVENTGRID_SYSTEM_TOPIC', 'LANDING_CONTAINER') {
+    if (-not [Environment]::GetEnvironmentVariable($name)) { throw "$name is not set: run this through azd (azd up / azd deploy)" }
+}
+
+$key = ''
+for ($attempt = 1; -not $key; $attempt++) {
+    try { Invoke-WebRequest -Uri $env:AZURE_FUNCTION_APP_URL -TimeoutSec 30 -UseBasicParsing | Out-Null } catch { }
+    $key = az functionapp keys list --resource-group $env:AZURE_RESOURCE_GROUP --name $env:AZURE_FUNCTION_APP_NAME `
+        --query systemKeys.blobs_extension --output tsv 2>$null
+    if (-not $key) {
+        if ($attempt -ge 30) { throw "no blobs_extension key on $($env:AZURE_FUNCTION_APP_NAME) after 5 minutes: check that the app started, then run: azd hooks run postdeploy" }
+        Start-Sleep -Seconds 10
+    }
+}
+
+az eventgrid system-topic event-subscription create `
+    --resource-group $env:AZURE_RESOURCE_GROUP `
+    --system-topic-name $env:AZURE_EVENTGRID_SYSTEM_TOPIC `
+    --name landing-blob `
+    --endpoint-type webhook `
+    --endpoint "$($env:AZURE_FUNCTION_APP_URL)/runtime/webhooks/blobs?functionName=Host.Functions.landing_blob&code=$key" `
+    --included-event-types Microsoft.Storage.BlobCreated `
+    --subject-begins-with "/blobServices/default/containers/$($env:LANDING_CONTAINER)/" `
+    --only-show-errors --output none
+if ($LASTEXITCODE -ne 0) { throw 'az eventgrid system-topic event-subscription create failed' }
+Write-Output "Event Grid: BlobCreated in $($env:LANDING_CONTAINER)/ now triggers landing_blob on $($env:AZURE_FUNCTION_APP_NAME)"

@@ -1,0 +1,193 @@
+// Every role assignment `azd up` makes: least privilege, each with its reason (the assignment's
+// description, shown in the portal). docs/deploy.md lists the same; tests/infra checks that.
+param functionPrincipalId string
+param computePrincipalId string
+@description('The person (or CI login) running azd; empty: none.')
+param principalId string
+param principalType string
+param dataStorageName string
+param landingContainer string
+param hostStorageName string
+param appInsightsName string
+param workspaceName string
+param mlStorageName string
+param registryName string
+param mlStorageIdentityOnly bool
+
+// Built-in role definition ids (the same in every tenant).
+var roles = {
+  'Storage Blob Data Owner': 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  'Storage Blob Data Contributor': 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+  'Storage Blob Data Reader': '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
+  'Storage Queue Data Contributor': '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  'Storage Table Data Contributor': '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  'Monitoring Metrics Publisher': '3913510d-42f4-4e42-8a64-420c390055eb'
+  'AzureML Data Scientist': 'f6c7c914-8db3-469d-8ca1-694a8f32e121'
+  AcrPull: '7f951dda-4ed3-4680-a7ca-43fe172d538d'
+}
+
+resource dataStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: dataStorageName
+}
+
+resource landing 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  name: '${dataStorageName}/default/${landingContainer}'
+}
+
+resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: hostStorageName
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: appInsightsName
+}
+
+resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-10-01' existing = {
+  name: workspaceName
+}
+
+resource mlStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: mlStorageName
+}
+
+resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' existing = {
+  name: registryName
+}
+
+// --- the Function App's identity -------------------------------------------------------------
+
+resource funcDataBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(dataStorage.id, functionPrincipalId, roles['Storage Blob Data Owner'])
+  scope: dataStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['Storage Blob Data Owner'])
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'The identity-based blob trigger (its documented role) and the app read landed batches.'
+  }
+}
+
+resource funcDataQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(dataStorage.id, functionPrincipalId, roles['Storage Queue Data Contributor'])
+  scope: dataStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['Storage Queue Data Contributor'])
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'The settle queue (send delayed re-checks, consume them in settle_batch) and the triggers\' poison queues.'
+  }
+}
+
+resource funcDataTable 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(dataStorage.id, functionPrincipalId, roles['Storage Table Data Contributor'])
+  scope: dataStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['Storage Table Data Contributor'])
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'The run ledger (RUNS_TABLE): create, read and update run entities.'
+  }
+}
+
+resource funcHostBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(hostStorage.id, functionPrincipalId, roles['Storage Blob Data Owner'])
+  scope: hostStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['Storage Blob Data Owner'])
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'AzureWebJobsStorage: host keys, locks, blob receipts, timer state, and the deployment package.'
+  }
+}
+
+resource funcHostQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(hostStorage.id, functionPrincipalId, roles['Storage Queue Data Contributor'])
+  scope: hostStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['Storage Queue Data Contributor'])
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'AzureWebJobsStorage: the host\'s internal queues.'
+  }
+}
+
+resource funcTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, functionPrincipalId, roles['Monitoring Metrics Publisher'])
+  scope: appInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['Monitoring Metrics Publisher'])
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Send telemetry with Entra ID: Application Insights has local auth disabled.'
+  }
+}
+
+resource funcWorkspace 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(workspace.id, functionPrincipalId, roles['AzureML Data Scientist'])
+  scope: workspace
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['AzureML Data Scientist'])
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Register data versions and components, submit and read jobs, download output_result.'
+  }
+}
+
+resource funcMlStorage 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (mlStorageIdentityOnly) {
+  name: guid(mlStorage.id, functionPrincipalId, roles['Storage Blob Data Contributor'])
+  scope: mlStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['Storage Blob Data Contributor'])
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Identity-based datastores: upload component code and download output_result without an account key.'
+  }
+}
+
+// --- the compute identity (clusters, and serverless jobs through the workspace) --------------
+
+resource computeLanding 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(landing.id, computePrincipalId, roles['Storage Blob Data Reader'])
+  scope: landing
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['Storage Blob Data Reader'])
+    principalId: computePrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Jobs read the registered data (a plain https URL into the landing container) as this identity.'
+  }
+}
+
+resource computeRegistry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(registry.id, computePrincipalId, roles.AcrPull)
+  scope: registry
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.AcrPull)
+    principalId: computePrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Clusters running as a user-assigned identity pull the environment image with it.'
+  }
+}
+
+resource computeMlStorage 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (mlStorageIdentityOnly) {
+  name: guid(mlStorage.id, computePrincipalId, roles['Storage Blob Data Contributor'])
+  scope: mlStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['Storage Blob Data Contributor'])
+    principalId: computePrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Identity-based datastores: jobs read and write step outputs without an account key.'
+  }
+}
+
+// --- the person running azd ------------------------------------------------------------------
+
+resource deployerLanding 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(principalId)) {
+  name: guid(landing.id, principalId, roles['Storage Blob Data Contributor'])
+  scope: landing
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['Storage Blob Data Contributor'])
+    principalId: principalId
+    principalType: principalType
+    description: 'Upload batches with az storage blob upload-batch --auth-mode login (the account takes no key).'
+  }
+}

@@ -1,0 +1,145 @@
+// The resource group's content; main.bicep makes the group and passes the parameters through.
+param location string
+param tags object
+param resourceToken string
+param principalId string
+param principalType string
+param computeMode string
+param gpuVmSize string
+param cpuVmSize string
+param gpuMaxNodes int
+param cpuMaxNodes int
+param mlStorageIdentityOnly bool
+param landingContainer string
+
+var runsTable = 'runs'
+var settleQueue = 'retrain-settle'
+var deploymentContainer = 'app-package'
+
+// Two identities: the Function App's, and the one Azure ML jobs read data as.
+resource functionIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-func-${resourceToken}'
+  location: location
+  tags: tags
+}
+
+resource computeIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-mlcompute-${resourceToken}'
+  location: location
+  tags: tags
+}
+
+module dataStorage 'modules/storage.bicep' = {
+  name: 'data-storage'
+  params: {
+    name: 'stdata${resourceToken}'
+    location: location
+    tags: tags
+    containers: [landingContainer]
+    queues: [settleQueue]
+    tables: [runsTable]
+  }
+}
+
+module hostStorage 'modules/storage.bicep' = {
+  name: 'host-storage'
+  params: {
+    name: 'stfunc${resourceToken}'
+    location: location
+    tags: tags
+    containers: [deploymentContainer]
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    logAnalyticsName: 'log-${resourceToken}'
+    appInsightsName: 'appi-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module ml 'modules/ml-workspace.bicep' = {
+  name: 'ml-workspace'
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    appInsightsId: monitoring.outputs.appInsightsId
+    computeIdentityId: computeIdentity.id
+    computeMode: computeMode
+    cpuVmSize: cpuVmSize
+    gpuVmSize: gpuVmSize
+    cpuMaxNodes: cpuMaxNodes
+    gpuMaxNodes: gpuMaxNodes
+    mlStorageIdentityOnly: mlStorageIdentityOnly
+  }
+}
+
+module functionApp 'modules/function-app.bicep' = {
+  name: 'function-app'
+  params: {
+    name: 'func-${resourceToken}'
+    planName: 'plan-${resourceToken}'
+    location: location
+    tags: tags
+    identityId: functionIdentity.id
+    identityClientId: functionIdentity.properties.clientId
+    hostBlobEndpoint: hostStorage.outputs.blobEndpoint
+    hostQueueEndpoint: hostStorage.outputs.queueEndpoint
+    deploymentContainer: deploymentContainer
+    dataBlobEndpoint: dataStorage.outputs.blobEndpoint
+    dataQueueEndpoint: dataStorage.outputs.queueEndpoint
+    dataTableEndpoint: dataStorage.outputs.tableEndpoint
+    landingContainer: landingContainer
+    runsTable: runsTable
+    settleQueue: settleQueue
+    appInsightsConnectionString: monitoring.outputs.connectionString
+    workspaceName: ml.outputs.workspaceName
+    cpuCompute: ml.outputs.cpuCompute
+    gpuCompute: ml.outputs.gpuCompute
+    gpuInstanceType: gpuVmSize
+    mlEnvironment: ml.outputs.environment
+  }
+}
+
+module roles 'modules/roles.bicep' = {
+  name: 'roles'
+  params: {
+    functionPrincipalId: functionIdentity.properties.principalId
+    computePrincipalId: computeIdentity.properties.principalId
+    principalId: principalId
+    principalType: principalType
+    dataStorageName: dataStorage.outputs.name
+    landingContainer: landingContainer
+    hostStorageName: hostStorage.outputs.name
+    appInsightsName: monitoring.outputs.appInsightsName
+    workspaceName: ml.outputs.workspaceName
+    mlStorageName: ml.outputs.storageName
+    registryName: ml.outputs.registryName
+    mlStorageIdentityOnly: mlStorageIdentityOnly
+  }
+}
+
+// BlobCreated events of the data account. The subscription to the blob trigger's webhook is
+// added by infra/hooks/postdeploy.sh (its URL carries a key that exists only after deployment).
+resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
+  name: 'evgt-${resourceToken}'
+  location: location
+  tags: tags
+  properties: {
+    source: dataStorage.outputs.id
+    topicType: 'Microsoft.Storage.StorageAccounts'
+  }
+}
+
+output functionAppName string = functionApp.outputs.name
+output functionAppUrl string = functionApp.outputs.url
+output dataStorageAccount string = dataStorage.outputs.name
+output systemTopicName string = systemTopic.name
+output workspaceName string = ml.outputs.workspaceName
+output environment string = ml.outputs.environment
+output cpuCompute string = ml.outputs.cpuCompute
+output gpuCompute string = ml.outputs.gpuCompute
