@@ -22,3 +22,35 @@ def azurite() -> Iterator[Azurite]:
             yield running
     except AzuriteError as exc:
         pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
+def sas_connection(azurite: Azurite) -> str:
+    """A connection string that authorises with an account SAS (blob, queue and table), as a
+    user may set ``DataStorage``: the token must never show up in a URL, record or log."""
+    from datetime import datetime, timedelta, timezone
+
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    token = generate_account_sas(
+        azurite_module.ACCOUNT,
+        azurite_module.KEY,
+        ResourceTypes(service=True, container=True, object=True),
+        AccountSasPermissions(
+            read=True,
+            write=True,
+            delete=True,
+            list=True,
+            add=True,
+            create=True,
+            update=True,
+            process=True,
+        ),  # fmt: skip
+        datetime.now(timezone.utc) + timedelta(hours=2),
+        services="bqt",
+    )
+    endpoints = "".join(
+        f"{service.capitalize()}Endpoint={azurite.endpoint(service)};"
+        for service in ("blob", "queue", "table")
+    )
+    return f"{endpoints}SharedAccessSignature={token}"

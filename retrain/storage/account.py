@@ -10,7 +10,8 @@ Three things the real Functions worker made necessary:
 - Retries are azure-core's policies, tuned for a function that answers in seconds (not the SDK's
   default of ~15 s backoffs).
 - The worker sets the root logger to INFO, which would stream every SDK request and response
-  dump into Application Insights: the SDK's HTTP logging policy is kept at WARNING.
+  dump into Application Insights: the SDK's HTTP logging policy (and urllib3, whose debug lines
+  carry whole URLs, SAS tokens included) are kept at WARNING.
 - Up to 8 blob events run at once (host.json) beside the sweep's own concurrency: one shared
   connection pool, sized for that, instead of urllib3's default 10 per client that warns
   "Connection pool is full".
@@ -35,7 +36,13 @@ if TYPE_CHECKING:  # the SDKs cost ~0.25 s each to import: only on first use
 RETRY = {"initial_backoff": 0.5, "increment_base": 2, "retry_total": 3, "random_jitter_range": 1}
 TIMEOUTS = {"connection_timeout": 5, "read_timeout": 30}
 POOL_SIZE = 32  # connections kept per host: 8 blob events + the sweep's threads, with room
-QUIET_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity")
+# Per-request lines: the SDKs' request/response dumps, and urllib3's, which print each URL
+# whole, a SAS token included, at debug level.
+QUIET_LOGGERS = (
+    "azure.core.pipeline.policies.http_logging_policy",
+    "azure.identity",
+    "urllib3.connectionpool",
+)
 
 
 def quiet_sdk_logging() -> None:
