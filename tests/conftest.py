@@ -45,7 +45,7 @@ def sas_connection(azurite: Azurite) -> str:
             create=True,
             update=True,
             process=True,
-        ),  # fmt: skip
+        ),
         datetime.now(timezone.utc) + timedelta(hours=2),
         services="bqt",
     )

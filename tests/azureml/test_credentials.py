@@ -1,0 +1,62 @@
+"""With ``DataStorage`` set to a SAS connection string, the Azure ML backend registers the batch
+by a URL without the token: the data asset's path and tags, as the fake workspace received them,
+and the job, carry no credential."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from amlhelpers import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE
+
+from retrain import service as service_module
+from retrain.backends.base import RunStatus
+from retrain.fashion_data import write_batch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "app"))
+from apphelpers import blob_event, records  # noqa: E402
+
+
+@pytest.fixture
+def sas_app(use_fake, sas_connection, monkeypatch):
+    tag = uuid.uuid4().hex[:10]
+    settings = {
+        "DataStorage": sas_connection,
+        "LANDING_CONTAINER": f"landing-{tag}",
+        "RUNS_TABLE": f"runs{tag}",
+        "SETTLE_QUEUE": f"settle-{tag}",
+        "BATCH_SETTLE_SECONDS": "0",
+        "RETRAIN_BACKEND": "azureml",
+        "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
+        "AZURE_RESOURCE_GROUP": RESOURCE_GROUP,
+        "AZUREML_WORKSPACE_NAME": WORKSPACE,
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    service_module.set_service(None)
+    try:
+        yield service_module.get_service()
+    finally:
+        service_module.set_service(None)
+
+
+def test_the_data_asset_holds_no_sas(sas_app, use_fake, sas_connection, tmp_path):
+    svc, landing = sas_app, sas_app.settings.landing_container
+    svc.store.ensure_container(landing)
+    for path in write_batch(tmp_path / "batch", n_train=60, n_test=40).values():
+        svc.store.put(landing, f"b1/{path.name}", path.read_bytes())
+    blob_event(svc.store, f"{landing}/b1/train-images-idx3-ubyte.gz")
+
+    [run] = records(svc)
+    assert run.status is RunStatus.SUBMITTED, run.reason
+    (data_put,) = use_fake.calls("PUT", r"^/data/")
+    (job_put,) = use_fake.calls("PUT", r"^/jobs/")
+    data = data_put.body["properties"]
+    assert data["dataUri"].endswith(f"/{landing}/b1/") and "?" not in data["dataUri"]
+    signature = sas_connection.split("sig=", 1)[1].split("&", 1)[0]
+    for sent in (data_put.body, job_put.body, run.to_dict()):
+        text = json.dumps(sent)
+        assert signature not in text and "sig=" not in text
