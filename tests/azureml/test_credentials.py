@@ -17,7 +17,7 @@ from retrain.backends.base import RunStatus
 from retrain.fashion_data import write_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "app"))
-from apphelpers import blob_event, records  # noqa: E402
+from apphelpers import blob_event, records
 
 
 @pytest.fixture
