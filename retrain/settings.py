@@ -93,6 +93,11 @@ class Settings:
     sweep_schedule: str = "0 */5 * * * *"
     sweep_concurrency: int = 8
 
+    # Notifications (each sink optional): a signed webhook, an Event Grid topic.
+    notify_webhook_url: str | None = None
+    notify_webhook_secret: str | None = None
+    notify_eventgrid_endpoint: str | None = None
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read ``env`` (default ``os.environ``); a bad value raises ConfigurationError."""
@@ -142,6 +147,9 @@ class Settings:
             seed=_int(env, "TRAIN_SEED", cls.seed, minimum=0),
             sweep_schedule=env.get("SWEEP_SCHEDULE", "").strip() or cls.sweep_schedule,
             sweep_concurrency=_int(env, "SWEEP_CONCURRENCY", cls.sweep_concurrency),
+            notify_webhook_url=env.get("NOTIFY_WEBHOOK_URL", "").strip() or None,
+            notify_webhook_secret=env.get("NOTIFY_WEBHOOK_SECRET", "").strip() or None,
+            notify_eventgrid_endpoint=env.get("NOTIFY_EVENTGRID_ENDPOINT", "").strip() or None,
         )
 
     def pipeline_settings(self, **overrides: object):  # -> pipeline_builder.PipelineSettings
