@@ -26,12 +26,15 @@ MAX_BODY = 64 * 1024  # bytes of JSON a webhook call may carry
 MAX_EPOCHS = 1000
 MAX_LIST = 100  # runs one GET /api/retrain may return
 DEFAULT_LIST = 20
+MAX_DIGITS = 32  # a longer JSON integer fits no field; int() refuses over 4300 digits anyway
+MAX_DATA = 1024 - len("/train-images-idx3-ubyte.gz")  # a blob name is at most 1024 characters
 REQUEST_FIELDS = ("data", "epochs", "experiment")
 WHAT_DATA = "a batch folder in the landing container, or azureml:NAME:VERSION"
 _NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]"
 _ASSET = re.compile(rf"azureml:({_NAME}{{0,254}}):({_NAME}{{0,63}})")
 _EXPERIMENT = re.compile(rf"{_NAME}{{0,254}}")
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\?#]")
+_UNSAFE = re.compile(r"[\\?#]")
+_LIMIT = re.compile(r"[0-9]{1,9}")  # ASCII digits only: int() also takes e.g. Arabic-Indic ones
 
 
 class BodyTooLargeError(InvalidRequestError):
@@ -163,16 +166,14 @@ def parse_retrain_request(
     """Validate the JSON body ``{"data": ..., "epochs": ..., "experiment": ...}``."""
     if len(body) > MAX_BODY:
         raise BodyTooLargeError("body", f"larger than {MAX_BODY // 1024} KiB")
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequestError("body", f"malformed JSON ({exc})") from None
+    document = _json_document(body)
     if not isinstance(document, dict):
         raise InvalidRequestError("body", "expected a JSON object")
     for name in document:
         if name not in REQUEST_FIELDS:
             raise InvalidRequestError(
-                str(name)[:64], f"unknown field (expected {', '.join(REQUEST_FIELDS)})"
+                name[:64] or "body",
+                f"unknown field {name[:64]!r} (expected {', '.join(REQUEST_FIELDS)})",
             )
     return RetrainRequest(
         data=parse_data(document.get("data"), landing_container),
@@ -180,6 +181,42 @@ def parse_retrain_request(
         experiment=_experiment(document.get("experiment")),
         idempotency_key=parse_idempotency_key(idempotency_key),
     )
+
+
+@dataclass(frozen=True)
+class LongInteger:
+    """A JSON integer of more than ``MAX_DIGITS`` digits, kept unconverted: no field takes one."""
+
+    digits: int
+
+    def __str__(self) -> str:
+        return f"an integer of {self.digits} digits"
+
+
+_TYPES: dict[type, str] = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    LongInteger: "an integer",
+    float: "a number",
+}
+
+
+def _json_int(text: str) -> int | LongInteger:
+    digits = len(text.lstrip("-"))
+    return int(text) if digits <= MAX_DIGITS else LongInteger(digits)
+
+
+def _json_document(body: bytes) -> object:
+    """The body's JSON; nesting past the parser's recursion limit is the caller's fault too."""
+    try:
+        return json.loads(body, parse_int=_json_int)
+    except RecursionError:
+        raise InvalidRequestError("body", "malformed JSON (nested too deeply)") from None
+    except ValueError as exc:  # includes UnicodeDecodeError
+        raise InvalidRequestError("body", f"malformed JSON ({exc})") from None
 
 
 def parse_data(value: object, landing_container: str) -> BatchData | DataAsset:
@@ -190,8 +227,8 @@ def parse_data(value: object, landing_container: str) -> BatchData | DataAsset:
     if not isinstance(value, str):
         raise InvalidRequestError("data", f"expected a string, got {_type(value)}")
     text = value.strip()
-    if not text or len(text) > 1024:
-        raise InvalidRequestError("data", "expected 1 to 1024 characters")
+    if not text or len(text) > MAX_DATA:
+        raise InvalidRequestError("data", f"expected 1 to {MAX_DATA} characters")
     if text.startswith("azureml:") and not text.startswith("azureml://"):
         match = _ASSET.fullmatch(text)
         if match is None:
@@ -201,8 +238,8 @@ def parse_data(value: object, landing_container: str) -> BatchData | DataAsset:
         raise InvalidRequestError("data", f"URLs are not accepted; expected {WHAT_DATA}")
     if text.startswith("/"):
         raise InvalidRequestError("data", f"absolute paths are not accepted; expected {WHAT_DATA}")
-    if _UNSAFE.search(text):
-        raise InvalidRequestError("data", "contains a control character, '\\', '?' or '#'")
+    if not text.isprintable() or _UNSAFE.search(text):
+        raise InvalidRequestError("data", "contains an unprintable character, '\\', '?' or '#'")
     parts = text.rstrip("/").split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise InvalidRequestError("data", "empty, '.' or '..' path segments are not accepted")
@@ -214,9 +251,9 @@ def parse_data(value: object, landing_container: str) -> BatchData | DataAsset:
 def _epochs(value: object) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, (int, LongInteger)):
         raise InvalidRequestError("epochs", f"expected an integer, got {_type(value)}")
-    if not 1 <= value <= MAX_EPOCHS:
+    if isinstance(value, LongInteger) or not 1 <= value <= MAX_EPOCHS:
         raise InvalidRequestError("epochs", f"expected 1 to {MAX_EPOCHS}, got {value}")
     return value
 
@@ -254,7 +291,7 @@ def parse_limit(params: Mapping[str, str]) -> int:
     raw = params.get("limit")
     if raw is None or raw == "":
         return DEFAULT_LIST
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
+    if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIST:
         raise InvalidRequestError("limit", f"expected an integer from 1 to {MAX_LIST}")
     return int(raw)
 
@@ -274,6 +311,4 @@ def http_run_id(request: RetrainRequest, source: str, versions: list[tuple[str, 
 
 
 def _type(value: object) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
-        type(value), type(value).__name__
-    )
+    return _TYPES.get(type(value), type(value).__name__)

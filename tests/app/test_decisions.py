@@ -18,6 +18,7 @@ from retrain.decisions import (
     http_run_id,
     locate,
     parse_data,
+    parse_limit,
     parse_retrain_request,
 )
 from retrain.errors import InvalidRequestError
@@ -100,7 +101,8 @@ def test_data_forms(value, expected):
 @pytest.mark.parametrize(
     "value",
     ["", "  ", "../x", "a/../b", "a/./b", "a//b", "/abs", "C:\\x", "http://h/x", "azureml://x",
-     "azureml:n", "azureml:n:v:w", "a?b", "a#b", "a\nb", 3, None, ["x"]],
+     "azureml:n", "azureml:n:v:w", "a?b", "a#b", "a\nb", "a\ud800", "a\u200bb", "a\u2028b",
+     "b" * 998, 3, None, ["x"]],
 )  # fmt: skip
 def test_bad_data_is_refused_naming_the_field(value):
     with pytest.raises(InvalidRequestError) as caught:
@@ -122,3 +124,52 @@ def test_run_ids_for_webhook_calls():
     )
     # an idempotency key alone names the run
     assert http_run_id(keyed, "landing/b", versions) == http_run_id(keyed_other, "landing/c", [])
+
+
+DIGITS_5001 = "1" + "0" * 5000  # over Python's int-from-string limit of 4300 digits
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        (f'{{"data": "b", "epochs": {DIGITS_5001}}}', "epochs", "got an integer of 5001 digits"),
+        (f'{{"data": "b", "epochs": -{DIGITS_5001}}}', "epochs", "got an integer of 5001 digits"),
+        (f'{{"data": "b", "epochs": {"1" * 33}}}', "epochs", "got an integer of 33 digits"),
+        (f'{{"data": {DIGITS_5001}}}', "data", "expected a string, got an integer"),
+        (f'{{"data": "b", "experiment": {DIGITS_5001}}}', "experiment", "got an integer"),
+        ('{"data": "b", "epochs": 1e999}', "epochs", "expected an integer, got a number"),
+        (f'{{"data": "b", "epochs": {"[" * 30_000}{"]" * 30_000}}}', "body", "nested too deeply"),
+        ("[" * 60_000, "body", "nested too deeply"),
+        ('{"a":' * 10_000 + "1" + "}" * 10_000, "body", "nested too deeply"),
+        ('{"": 1}', "body", "unknown field ''"),
+        ('{"data": "b\\ud800"}', "data", "unprintable"),
+    ],
+)  # fmt: skip
+def test_bodies_that_once_gave_a_500_name_the_field(body, field, message):
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_retrain_request(body.encode(), "landing")
+    assert caught.value.field == field and message in caught.value.reason
+    assert "sys." not in caught.value.reason  # no Python internals in the answer
+
+
+def test_the_longest_integer_a_field_sees_is_still_an_integer():
+    with pytest.raises(InvalidRequestError, match="got " + "9" * 32):
+        parse_retrain_request(b'{"data": "b", "epochs": ' + b"9" * 32 + b"}", "landing")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [(None, 20), ("", 20), ("7", 7), ("007", 7), ("100", 100)]
+)
+def test_limit(raw, expected):
+    assert parse_limit({} if raw is None else {"limit": raw}) == expected
+
+
+@pytest.mark.parametrize(
+    "raw", ["0", "101", "-1", " 5", "5 ", "1e2", "\u00b2", "\u0661\u0662", "\uff15", "1" * 5000]
+)
+def test_a_bad_limit_names_the_field(raw):
+    """ASCII digits only: str.isdigit() takes superscripts, which int() refuses, and int() takes
+    other scripts' digits, which a URL should not carry."""
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_limit({"limit": raw})
+    assert caught.value.field == "limit"
