@@ -8,6 +8,7 @@
     │   ├── InvalidRequestError       bad HTTP/CLI input: names the field
     │   ├── NotFoundError             unknown batch, asset or run
     │   ├── ConfigurationError        missing/bad setting, unknown workspace or compute
+    │   ├── StorageRefusedError       storage refused a request of ours (an unexpected 4xx)
     │   └── SubmissionError           the backend refused the job (validation, authorization)
     ├── TransientError                storage/backend unavailable: raised so the host retries;
     │                                 the run key guarantees a retry never makes a second job
@@ -53,6 +54,11 @@ class NotFoundError(PermanentError):
 
 class ConfigurationError(PermanentError):
     """A missing or invalid setting, or a workspace/compute the service does not know."""
+
+
+class StorageRefusedError(PermanentError):
+    """Storage refused a request of ours for a reason retrying cannot fix (a 4xx we did not
+    expect): our fault, never the caller's (HTTP 500; the details go to the log)."""
 
 
 class SubmissionError(PermanentError):

@@ -11,6 +11,7 @@ InvalidBatchError          422     the file and why (field ``data``)
 other PermanentError       422     its message
 TransientError             503     "storage or the backend is unavailable" + Retry-After
 CorruptDocumentError       500     "the run record is damaged"
+StorageRefusedError        500     "storage refused the request"
 ConfigurationError, other  500     "the service is misconfigured" / "internal error"
 =========================  ======  ==============================================
 """
@@ -34,6 +35,7 @@ from .errors import (
     InvalidRequestError,
     NotFoundError,
     PermanentError,
+    StorageRefusedError,
     TransientError,
 )
 from .records import RunRecord
@@ -74,6 +76,9 @@ def json_errors(handler: Handler) -> Handler:
         except ConfigurationError as exc:
             log.error("%s: configuration: %s", name, exc)
             return error(500, "the service is misconfigured; see the function's log")
+        except StorageRefusedError as exc:
+            log.error("%s: %s", name, exc)
+            return error(500, "storage refused the request; see the function's log")
         except PermanentError as exc:
             return error(422, str(exc))
         except TransientError as exc:

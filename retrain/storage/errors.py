@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..errors import ConfigurationError, NotFoundError, PermanentError, TransientError
+from ..errors import ConfigurationError, NotFoundError, StorageRefusedError, TransientError
 
 
 class ETagMismatch(Exception):
@@ -59,4 +59,4 @@ def mapped(what: str) -> Iterator[None]:
             raise ConfigurationError(
                 f"{what}: storage denied access (403); check the identity's role assignment"
             ) from exc
-        raise PermanentError(f"{what}: storage answered {status} ({exc.reason})") from exc
+        raise StorageRefusedError(f"{what}: storage answered {status} ({exc.reason})") from exc
