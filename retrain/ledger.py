@@ -9,6 +9,9 @@
                                  grows with active runs only
     recent|<inverted-ms>|<id>    a copy, named so that row-key order is newest first:
                                  ``GET /api/retrain`` is one range query of ``limit`` rows
+    outbox|<sink>|<event id>     an announcement of a terminal transition still to deliver to
+                                 a notification sink, written in the transition's own
+                                 transaction (never lost), deleted once delivered (see outbox.py)
 
 Every change is one entity-group transaction over the run's rows, so they can never disagree:
 a claim creates all three (or, if any exists, none: exactly one of any number of concurrent
@@ -32,20 +35,21 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import CorruptDocumentError, NotFoundError, TransientError
-from .records import RunRecord, later_than, parse_time, utcnow
+from .records import RunRecord, iso, later_than, parse_time, utcnow
 from .storage import AlreadyExists, Entity, ETagMismatch, StorageAccount, Table
 from .storage.tables import Op
 
 log = logging.getLogger(__name__)
 
-RUN, ACTIVE, RECENT = "run|", "active|", "recent|"
+RUN, ACTIVE, RECENT, OUTBOX = "run|", "active|", "recent|", "outbox|"
 UPDATE_ATTEMPTS = 16  # ETag races to lose before giving up (TransientError: the host retries)
-RUNS_PER_TRANSACTION = 33  # 3 rows a run; an entity-group transaction holds at most 100
+MAX_OPS = 100  # operations an entity-group transaction may hold (3 rows a run, plus its outbox)
 INVERT_MS = 10**13  # recent| keys sort newest first until the year 2286
 MAX_RECORD_CHARS = 30_000  # a string property holds at most 64 KiB (32K UTF-16 characters)
 
@@ -65,6 +69,8 @@ class Stored:
 
 Change = Callable[[RunRecord], RunRecord | None]  # the new record, or None: leave it
 Written = tuple[Stored, bool]  # the record now stored, and whether this call changed it
+# What to announce when a run turns terminal: (sink name, event id, event) for each sink.
+Announce = Callable[[RunRecord], list[tuple[str, str, dict[str, Any]]]]
 
 
 @dataclass(frozen=True)
@@ -105,8 +111,11 @@ def _record(entity: Entity) -> RunRecord:
 class Ledger:
     """Run records in one table (``RUNS_TABLE``) of the DataStorage account."""
 
-    def __init__(self, account: StorageAccount, table: str) -> None:
+    def __init__(
+        self, account: StorageAccount, table: str, announce: Announce | None = None
+    ) -> None:
         self.table = Table(account, table)
+        self.announce: Announce = announce or (lambda _record: [])
 
     def read(self, run_id: str) -> Stored | None:
         """The record and its ETag, or None. CorruptDocumentError if it is damaged."""
@@ -128,6 +137,8 @@ class Ledger:
         if not record.terminal:
             ops.append(Op("create", f"{ACTIVE}{record.run_id}", props))
         ops.append(Op("create", recent_row(record), props))
+        if record.terminal:  # Rejected: announced like any other end
+            ops += self._outbox_ops(record)
         try:
             self.table.transact(ops)
         except AlreadyExists:
@@ -170,7 +181,7 @@ class Ledger:
                 return found, False
             new = replace(new, updated_at=later_than(found.record.updated_at))
             try:
-                etags = self.table.transact(_write_ops(new, found, missing_active))
+                etags = self.table.transact(self._write_ops(new, found, missing_active))
             except ETagMismatch:
                 # Lost a race, or (guarded on the record, which did not change) the active row
                 # is missing: damage from outside, healed by this write.
@@ -182,10 +193,11 @@ class Ledger:
         raise TransientError(f"run {run_id}: too many concurrent updates")
 
     def write_many(self, changes: list[tuple[Stored, Change]]) -> list[Written | Exception]:
-        """``write`` for many runs at once, as read already, ``RUNS_PER_TRANSACTION`` runs to a
-        transaction: a sweep tick in which many runs moved costs a few transactions, not one
-        per run. A transaction that fails (a run in it lost a race, or met damage) is redone
-        run by run with ``write``. Each run's result, or the error that stopped it."""
+        """``write`` for many runs at once, as read already, as many runs to a transaction as
+        its 100 operations hold (33 without notification sinks): a sweep tick in which many
+        runs moved costs a few transactions, not one per run. A transaction that fails (a run
+        in it lost a race, or met damage) is redone run by run with ``write``. Each run's
+        result, or the error that stopped it."""
         results: dict[int, Written | Exception] = {}
         pending: list[tuple[int, Stored, Change, RunRecord]] = []
         for i, (found, change) in enumerate(changes):
@@ -195,9 +207,7 @@ class Ledger:
             else:
                 pending.append((i, found, change, replace(new, updated_at=later_than(
                     found.record.updated_at))))  # fmt: skip
-        for start in range(0, len(pending), RUNS_PER_TRANSACTION):
-            chunk = pending[start : start + RUNS_PER_TRANSACTION]
-            ops = [op for _, found, _, new in chunk for op in _write_ops(new, found, False)]
+        for chunk, ops, firsts in self._chunks(pending):
             try:
                 etags = self.table.transact(ops)
             except ETagMismatch:
@@ -207,9 +217,60 @@ class Ledger:
             except Exception as exc:  # e.g. storage unavailable: these runs wait for next tick
                 results.update((i, exc) for i, *_ in chunk)
                 continue
-            for k, (i, _, _, new) in enumerate(chunk):
-                results[i] = (Stored(new, etags[3 * k], f"{RUN}{new.run_id}"), True)
+            for (i, _, _, new), first in zip(chunk, firsts, strict=True):
+                results[i] = (Stored(new, etags[first], f"{RUN}{new.run_id}"), True)
         return [results[i] for i in range(len(changes))]
+
+    def _chunks(
+        self, pending: list[tuple[int, Stored, Change, RunRecord]]
+    ) -> Iterator[tuple[list[tuple[int, Stored, Change, RunRecord]], list[Op], list[int]]]:
+        """``pending`` cut into transactions of at most MAX_OPS operations: each chunk, its ops,
+        and where each run's record op is among them."""
+        chunk: list[tuple[int, Stored, Change, RunRecord]] = []
+        ops: list[Op] = []
+        firsts: list[int] = []
+        for item in pending:
+            run_ops = self._write_ops(item[3], item[1], False)
+            if chunk and len(ops) + len(run_ops) > MAX_OPS:
+                yield chunk, ops, firsts
+                chunk, ops, firsts = [], [], []
+            chunk.append(item)
+            firsts.append(len(ops))
+            ops += run_ops
+        if chunk:
+            yield chunk, ops, firsts
+
+    def _write_ops(self, new: RunRecord, guard: Stored, missing_active: bool) -> list[Op]:
+        """The transaction that stores ``new`` over the version ``guard`` was read as; a run
+        turning terminal (``write`` never rewrites a terminal one) gets its announcements."""
+        ops = _write_ops(new, guard, missing_active)
+        return ops + self._outbox_ops(new) if new.terminal else ops
+
+    def _outbox_ops(self, record: RunRecord) -> list[Op]:
+        now = iso(utcnow())
+        return [
+            Op(
+                "upsert",
+                f"{OUTBOX}{sink}|{event_id}",
+                {"event": json.dumps(event), "attempts": 0, "next_at": now, "sink": sink},
+            )
+            for sink, event_id, event in self.announce(record)
+        ]
+
+    def outbox(self) -> list[Entity]:
+        """Announcements not yet delivered: one range query (grows with those only)."""
+        return self.table.query(OUTBOX)
+
+    def outbox_delivered(self, entry: Entity) -> None:
+        """Drop a delivered announcement (unless someone else changed it meanwhile)."""
+        with suppress(ETagMismatch):
+            self.table.transact([Op("delete", entry.row, etag=entry.etag)])
+
+    def outbox_later(self, entry: Entity, attempts: int, next_at: str, error: str) -> None:
+        """Keep an announcement whose sink failed, for another try at ``next_at``."""
+        props = {**entry.props, "attempts": attempts, "next_at": next_at, "error": error[:500]}
+        with suppress(ETagMismatch):
+            self.table.transact([Op("replace", entry.row, props, etag=entry.etag)])
 
     def active(self) -> list[Stored | DamagedRun]:
         """Runs not yet terminal, oldest id first: one range query."""

@@ -48,6 +48,7 @@ from .errors import (
     NotFoundError,
 )
 from .ledger import DamagedRun, Ledger
+from .outbox import Sink, announcer, deliver, sink_names
 from .records import RunRecord, iso, utcnow
 from .settings import Settings
 from .storage import BlobStore, MessageQueue
@@ -112,7 +113,8 @@ class RetrainService:
     ) -> None:
         self.settings = settings
         self.store = store or BlobStore(settings)
-        self.ledger = Ledger(self.store.account, settings.runs_table)
+        self.ledger = Ledger(self.store.account, settings.runs_table, announcer(settings))
+        self._sinks: dict[str, Sink] | None = None
         self.settle_queue = MessageQueue(self.store.account, settings.settle_queue)
         self.launcher = Launcher(settings, self.ledger, self.store, lambda: self.backend, clock)
         self.clock = clock
@@ -242,14 +244,30 @@ class RetrainService:
     # --- timer -----------------------------------------------------------------------------------
 
     def sweep(self) -> SweepSummary:
-        """Record how active runs stand; complete submissions whose claim holder died."""
-        return sweep(
+        """Record how active runs stand; complete submissions whose claim holder died; then
+        deliver the announcements that are due."""
+        summary = sweep(
             self.ledger,
             lambda: self.backend,
             concurrency=self.settings.sweep_concurrency,
             resume=self.launcher.resume,
             clock=self.clock,
         )
+        if not sink_names(self.settings):
+            return summary
+        delivery = deliver(self.ledger, self.sinks, self.clock())
+        for level, line in delivery.lines:
+            log.log(level, "%s", line)
+        return replace(summary, notified=delivery.sent, notify_retrying=delivery.retrying)
+
+    @property
+    def sinks(self) -> dict[str, Sink]:
+        """The notification sinks the settings configure, built on first use."""
+        if self._sinks is None:
+            from .notify.sinks import sinks_from_settings
+
+            self._sinks = {sink.name: sink for sink in sinks_from_settings(self.settings)}
+        return self._sinks
 
     # --- records ----------------------------------------------------------------------------------
 

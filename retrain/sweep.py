@@ -46,12 +46,15 @@ class SweepSummary:
     pending: int = 0  # a submission in flight elsewhere
     damaged: int = 0  # a run whose record cannot be read (skipped; logged)
     errors: int = 0  # checked again next tick
+    notified: int = 0  # announcements delivered
+    notify_retrying: int = 0  # announcements whose sink failed: kept for a later try
 
     @property
     def eventful(self) -> bool:
         """Whether the tick changed anything or hit an error (worth an info-level log line)."""
         return any((self.updated, self.completed, self.failed, self.canceled,
-                    self.resubmitted, self.damaged, self.errors))  # fmt: skip
+                    self.resubmitted, self.damaged, self.errors, self.notified,
+                    self.notify_retrying))  # fmt: skip
 
     def __str__(self) -> str:
         shown = {k: v for k, v in self.__dict__.items() if v or k == "active"}

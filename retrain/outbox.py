@@ -1,0 +1,122 @@
+"""Run notifications through an outbox: every terminal transition is announced once per sink.
+
+The announcement (a CloudEvent, see ``notify/``) is written as an ``outbox|<sink>|<event id>``
+row in the very transaction that makes the run terminal, so it can be neither lost (the
+transition and its announcement are stored together or not at all) nor doubled (a run turns
+terminal once; redelivered triggers and repeated sweeps find it terminal and write nothing).
+Each sweep tick then delivers what is due: a delivered row is deleted; a sink that fails keeps
+its row for another try with backoff (30 s, doubling, at most an hour), so a receiver that is
+down delays its events and never loses them. Delivery is at least once: if a row cannot be
+deleted after its event went out, the event is sent again, under the same id, for the receiver
+to drop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .errors import RetrainError
+from .records import RunRecord, iso, parse_time
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
+    from .settings import Settings
+
+BACKOFF_S = 30
+BACKOFF_MAX_S = 3600
+
+
+class Sink(Protocol):
+    """Where announcements go (``notify.sinks``): a stable name, and a send that raises
+    TransientError or PermanentError when the event did not arrive."""
+
+    name: str
+
+    def send(self, event: dict[str, Any]) -> None: ...
+
+
+def sink_names(settings: Settings) -> list[str]:
+    """The sinks the settings configure, by the names their rows are written under."""
+    names = []
+    if settings.notify_webhook_url:
+        names.append("webhook")
+    if settings.notify_eventgrid_endpoint:
+        names.append("eventgrid")
+    return names
+
+
+def announcer(settings: Settings):  # -> ledger.Announce
+    """What the ledger writes when a run turns terminal: one event per configured sink."""
+    names = sink_names(settings)
+    source = f"/fashion-retrain/{settings.landing_container}"
+
+    def announce(record: RunRecord) -> list[tuple[str, str, dict[str, Any]]]:
+        if not names:
+            return []
+        from .notify.events import run_event
+
+        event = run_event(record.to_dict(), source=source)
+        return [(name, event["id"], event) for name in names]
+
+    return announce
+
+
+@dataclass
+class Delivery:
+    """What one round of delivery did, and the lines to log (from the invocation's thread)."""
+
+    sent: int = 0
+    retrying: int = 0  # failed now, kept for a later try
+    waiting: int = 0  # not due yet
+    dropped: int = 0  # its sink is no longer configured, or its row is damaged
+    lines: list[tuple[int, str]] = field(default_factory=list)
+
+
+def deliver(ledger: Ledger, sinks: Mapping[str, Sink], now: datetime) -> Delivery:
+    """Send every announcement that is due to its sink."""
+    done = Delivery()
+    for entry in ledger.outbox():
+        props = entry.props
+        due = _time(props.get("next_at"))
+        if due is not None and due > now:
+            done.waiting += 1
+            continue
+        sink = sinks.get(str(props.get("sink")))
+        try:
+            event = json.loads(props["event"])
+        except (KeyError, TypeError, ValueError):
+            event = None
+        if sink is None or not isinstance(event, dict):
+            why = "its sink is no longer configured" if event else "its row is damaged"
+            done.lines.append((logging.WARNING, f"notify: dropped {entry.row}: {why}"))
+            ledger.outbox_delivered(entry)
+            done.dropped += 1
+            continue
+        try:
+            sink.send(event)
+        except RetrainError as exc:
+            attempts = int(props.get("attempts") or 0) + 1
+            delay = min(BACKOFF_MAX_S, BACKOFF_S * 2 ** (attempts - 1))
+            ledger.outbox_later(
+                entry, attempts, iso(now + timedelta(seconds=delay)) or "", str(exc)
+            )
+            done.retrying += 1
+            line = f"notify: {event.get('id')} to {sink.name}: {exc}; trying again in {delay} s"
+            done.lines.append((logging.WARNING, f"{line} (attempt {attempts})"))
+            continue
+        ledger.outbox_delivered(entry)
+        done.sent += 1
+        done.lines.append((logging.INFO, f"notify: {event.get('type')} {event.get('id')} sent"))
+    return done
+
+
+def _time(text: object) -> datetime | None:
+    try:
+        return parse_time(text) if isinstance(text, str) else None
+    except ValueError:
+        return None

@@ -1,0 +1,116 @@
+"""Run notifications through the ledger's outbox (Azurite): each terminal transition is
+announced exactly once per sink, in the transition's own transaction; a sink that is down
+delays its events and never loses them; redelivered triggers and repeated sweeps never add one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from apphelpers import batch_files, blob_event, idx_labels, submitted_runs, upload
+
+from retrain import service as service_module
+from retrain.backends.base import JobState, RunStatus
+from retrain.errors import TransientError
+from retrain.service import RetrainService
+
+
+@dataclass
+class RecordingSink:
+    """A sink that records what it is sent, and can be made to fail like a receiver that is
+    down."""
+
+    name: str = "webhook"
+    down: bool = False
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def send(self, event: dict[str, Any]) -> None:
+        if self.down:
+            raise TransientError("the webhook answered 503")
+        self.events.append(event)
+
+
+@pytest.fixture
+def sink() -> RecordingSink:
+    return RecordingSink()
+
+
+@pytest.fixture
+def notifying(settings, store, backend, clock, sink):
+    """The service with a webhook configured; its sink records instead of posting."""
+    configured = replace(
+        settings, notify_webhook_url="https://hooks.example/x", notify_webhook_secret="s"
+    )
+    svc = RetrainService(configured, store=store, backend=backend, clock=clock)
+    svc._sinks = {sink.name: sink}
+    service_module.set_service(svc)
+    yield svc
+    service_module.set_service(None)
+
+
+def _ids(sink: RecordingSink) -> list[str]:
+    return sorted(event["id"] for event in sink.events)
+
+
+def test_each_terminal_transition_is_announced_once(notifying, store, backend, sink):
+    done, broken, stopped, _running = submitted_runs(notifying, store, 4)
+    backend.states[done.job_name] = JobState(
+        RunStatus.COMPLETED, "Completed", metrics={"accuracy": 0.9}
+    )
+    backend.states[broken.job_name] = JobState(RunStatus.FAILED, "Failed", error="out of memory")
+    backend.states[stopped.job_name] = JobState(RunStatus.CANCELED, "Canceled")
+    assert notifying.sweep().notified == 3
+    for _ in range(3):  # repeated sweeps, redelivered events: nothing more
+        notifying.sweep()
+        blob_event(store, f"{notifying.settings.landing_container}/b0/train-images-idx3-ubyte.gz")
+    assert _ids(sink) == sorted(
+        [f"{done.run_id}:completed", f"{broken.run_id}:failed", f"{stopped.run_id}:canceled"]
+    )
+    types = {event["subject"]: event["type"] for event in sink.events}
+    assert types[done.run_id] == "fashion.retrain.run.completed"
+    assert types[broken.run_id] == "fashion.retrain.run.failed"
+    [completed] = [e for e in sink.events if e["subject"] == done.run_id]
+    assert completed["specversion"] == "1.0" and completed["data"]["metrics"]["accuracy"] == 0.9
+    assert notifying.ledger.outbox() == []
+
+
+def test_a_sink_that_is_down_delays_its_events_and_loses_none(
+    notifying, store, backend, sink, clock
+):
+    [run] = submitted_runs(notifying, store, 1)
+    backend.states[run.job_name] = JobState(RunStatus.COMPLETED, "Completed")
+    sink.down = True
+    assert notifying.sweep().notify_retrying == 1
+    [kept] = notifying.ledger.outbox()
+    assert kept.props["attempts"] == 1 and "503" in kept.props["error"]
+    assert notifying.sweep().notify_retrying == 0  # backing off: not due yet
+    clock.now += timedelta(seconds=31)
+    assert notifying.sweep().notify_retrying == 1
+    assert notifying.ledger.outbox()[0].props["attempts"] == 2
+
+    sink.down = False
+    clock.now += timedelta(minutes=2)
+    assert notifying.sweep().notified == 1
+    notifying.sweep()
+    assert _ids(sink) == [f"{run.run_id}:completed"]
+
+
+def test_a_rejected_batch_is_announced(notifying, store, sink):
+    files = batch_files(gz=False)
+    files["train-labels-idx1-ubyte"] = idx_labels(3)  # 3 labels for 12 images
+    for path in upload(store, notifying.settings.landing_container, "bad", files):
+        blob_event(store, path)
+    notifying.sweep()
+    [event] = sink.events
+    assert event["type"] == "fashion.retrain.run.rejected"
+    assert "train-labels-idx1-ubyte" in event["data"]["reason"]
+
+
+def test_no_sink_writes_no_outbox(service, store, backend):
+    [run] = submitted_runs(service, store, 1)
+    backend.states[run.job_name] = JobState(RunStatus.COMPLETED, "Completed")
+    summary = service.sweep()
+    assert summary.completed == 1 and summary.notified == 0
+    assert service.ledger.outbox() == []
