@@ -1,6 +1,6 @@
 # Two commands set everything up on a machine with python3, node/npm and make:
 #   make demo   run the main job on embedded defaults
-#   make test   lint and run the whole test suite (the offline infrastructure checks first)
+#   make test   ruff, mypy and the whole test suite (the offline infrastructure checks first)
 #   make iac    only the infrastructure checks: Bicep, checkov, hooks (in .venv-iac)
 PYTHON ?= python3
 VENV   := .venv
@@ -33,6 +33,7 @@ demo: $(STAMP) node_modules/.installed
 
 test: $(STAMP) node_modules/.installed iac
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest --ignore=tests/infra
 
 # Offline: every Bicep file parses, checkov passes, settings and roles match the docs, the
@@ -43,6 +44,7 @@ iac: $(IAC_STAMP)
 lint: $(STAMP) iac
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 bench: $(STAMP) node_modules/.installed
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -91,7 +91,7 @@ def build_pipeline(
     if not isinstance(data, Input):
         data = Input(type=AssetTypes.URI_FOLDER, path=str(data))
 
-    @pipeline(
+    @pipeline(  # type: ignore[call-overload]  # the SDK's overloads want func positionally
         name="fashion_mnist_retraining",
         description="Fashion-MNIST image classification: prepare -> train (GPU) -> score",
     )

@@ -19,7 +19,7 @@ def indexed() -> dict[str, Any]:
     """The app's indexed functions by name (the library refuses to index an app twice)."""
     import function_app
 
-    return {fn.get_function_name(): fn for fn in function_app.app.get_functions()}
+    return {str(fn.get_function_name()): fn for fn in function_app.app.get_functions()}
 
 
 def functions() -> dict[str, Callable[..., Any]]:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigurationError
 
@@ -167,7 +168,7 @@ class Settings:
                 raise ConfigurationError(
                     f"AZUREML_ENVIRONMENT: expected NAME:VERSION, got {environment!r}"
                 )
-        values = {
+        values: dict[str, Any] = {
             "environment": environment,
             "cpu_compute": self.cpu_compute,
             "gpu_compute": self.gpu_compute,

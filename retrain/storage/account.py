@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the SDKs cost ~0.25 s each to import: only on first use
 
     from ..settings import Settings
 
-RETRY = {"initial_backoff": 0.5, "increment_base": 2, "retry_total": 3, "random_jitter_range": 1}
+RETRY: dict[str, Any] = {"initial_backoff": 0.5, "increment_base": 2, "random_jitter_range": 1}
 TIMEOUTS = {"connection_timeout": 5, "read_timeout": 30}
 POOL_SIZE = 32  # connections kept per host: 8 blob events + the sweep's threads, with room
 # Per-request lines: the SDKs' request/response dumps, and urllib3's, which print each URL
@@ -72,7 +72,7 @@ class StorageAccount:
         settings: Settings,
         *,
         transport: HttpTransport | None = None,
-        retries: int = RETRY["retry_total"],
+        retries: int = 3,
     ) -> None:
         self.settings = settings
         self._transport = transport
