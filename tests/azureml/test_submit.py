@@ -345,3 +345,17 @@ def test_a_local_folder_is_uploaded_to_the_workspace_and_registered(
     stored = [name for name in _blob_names(use_fake) if name.startswith(uri.split("/paths/")[1])]
     assert sorted(n.rsplit("/", 1)[1] for n in stored) == sorted(p.name for p in folder.iterdir())
     assert submission.data_asset == f"fashion-mnist:{request.data_version}"
+
+
+def test_a_failed_local_folder_upload_is_raised_not_waited_on_forever(
+    backend, use_fake, make_request, tmp_path
+):
+    from retrain.fashion_data import write_batch
+
+    write_batch(tmp_path / "my-batch", n_train=20, n_test=10)
+    request = replace(make_request(), data=LocalFolder(tmp_path / "my-batch"))
+    use_fake.fail_next(r"^/devstoreaccount1/.*/my-batch/", status=409, method="PUT")
+
+    with pytest.raises(TransientError, match="specified blob already exists"):
+        _within(60, backend.submit, request)
+    assert not use_fake.calls("PUT", r"^/(data|jobs)/")
