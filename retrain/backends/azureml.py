@@ -3,8 +3,12 @@
 Submitting a run means: register (or reuse) the data version, build the job with the shared
 builder, and create it under its deterministic name. Every step is idempotent, so a retried
 trigger converges on the same job: the job is looked up first, a data version that already
-exists with the same path is reused, and a "job already exists" answer from the service is read
-back instead of failing. azure.ai.ml is imported only inside these methods.
+exists with the same path is reused, and the service's answer to a PUT of an existing job name
+is read back instead of failing (any other "already exists" is an error of its own).
+
+A job's state is its status mapped onto the ledger's, and, once it has begun, its start and end
+times from run history (the service's clock, not the sweep's). azure.ai.ml is imported only
+inside these methods; what its errors mean is ``azureml_errors``.
 """
 
 from __future__ import annotations
@@ -12,19 +16,14 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import (
-    ConfigurationError,
-    NotFoundError,
-    PermanentError,
-    SubmissionError,
-    TransientError,
-)
+from ..errors import ConfigurationError, NotFoundError, SubmissionError, TransientError
 from .azureml_client import get_client, get_components
+from .azureml_errors import is_job_name_conflict, is_transient_status, one_line, translate
 from .base import (
     DataAsset,
     JobState,
@@ -43,8 +42,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Azure ML job statuses -> ledger statuses. The SDK counts NotResponding and Paused as terminal:
-# a job that stopped sending heartbeats has failed; a paused one will not finish by itself.
+# Azure ML job statuses -> ledger statuses; the record keeps the raw word too. NotResponding
+# (no heartbeat for a while) is not an end: the service says a run can go from it back to any
+# earlier state, so the run stays open as Running. Paused ("paused by users") will not finish by
+# itself, so it closes the run as Canceled, as the SDK counts it terminal.
 STATUS_MAP: dict[str, RunStatus] = {
     "NotStarted": RunStatus.SUBMITTED,
     "Queued": RunStatus.SUBMITTED,
@@ -57,7 +58,7 @@ STATUS_MAP: dict[str, RunStatus] = {
     "Completed": RunStatus.COMPLETED,
     "Failed": RunStatus.FAILED,
     "Canceled": RunStatus.CANCELED,
-    "NotResponding": RunStatus.FAILED,
+    "NotResponding": RunStatus.RUNNING,
     "Paused": RunStatus.CANCELED,
 }
 RESULT_OUTPUT = "output_result"  # the pipeline output bound to score_node's output_result
@@ -84,7 +85,7 @@ class AzureMLBackend:
     # ---- submission --------------------------------------------------------------------------
     def submit(self, request: SubmitRequest) -> Submission:
         """Create the job once; a repeat for the same job name returns the existing job."""
-        with _translate(f"submit Azure ML job {request.job_name}"):
+        with translate(f"submit Azure ML job {request.job_name}"):
             client = self.client
             existing = _get_job(client, request.job_name)
             if existing is not None:
@@ -99,12 +100,13 @@ class AzureMLBackend:
                     job, experiment_name=request.pipeline.experiment_name
                 )
             except Exception as exc:
-                if not _is_job_exists(exc):
+                if not is_job_name_conflict(exc, request.job_name):
                     raise
                 log.info("job %s already exists; reading it back", request.job_name)
-                return self._submission(
-                    client.jobs.get(request.job_name), request, already_existed=True
-                )
+                existing = _get_job(client, request.job_name)
+                if existing is None:  # the service's word against its own read: say what it said
+                    raise
+                return self._submission(existing, request, already_existed=True)
             return self._submission(created, request, already_existed=False)
 
     def _submission(self, job: Job, request: SubmitRequest, *, already_existed: bool):
@@ -180,8 +182,9 @@ class AzureMLBackend:
 
     # ---- status ------------------------------------------------------------------------------
     def job_state(self, job_name: str) -> JobState:
-        """The job's state; for Completed, the score step's metrics when they can be read."""
-        with _translate(f"read Azure ML job {job_name}"):
+        """The job's state: its times once it has begun, and for Completed the score step's
+        metrics when they can be read."""
+        with translate(f"read Azure ML job {job_name}"):
             client = self.client
             job = _get_job(client, job_name)
             if job is None:
@@ -200,8 +203,19 @@ class AzureMLBackend:
             created = getattr(job.creation_context, "created_at", None)
             if created is not None:
                 details["created_at"] = created.isoformat()
+            started = ended = None
+            if status is not RunStatus.SUBMITTED:  # it has begun: run history has its times
+                started, ended, problem = _run_times(client, job_name)
+                if problem:
+                    details["times_error"] = problem
             return JobState(
-                status=status, raw_status=raw, metrics=metrics, error=error, details=details
+                status=status,
+                raw_status=raw,
+                metrics=metrics,
+                error=error,
+                started_at=started,
+                ended_at=ended if status.terminal else None,
+                details=details,
             )
 
 
@@ -265,10 +279,27 @@ def _get_data(client: MLClient, name: str, version: str):
         return None
 
 
-def _is_job_exists(exc: Exception) -> bool:
+def _run_times(client: MLClient, job_name: str) -> tuple[datetime | None, datetime | None, str]:
+    """(start, end, problem) of the job's run in run history: ``startTimeUtc``/``endTimeUtc``,
+    the record ``jobs.download`` also reads. One GET, through the SDK's own run-history client
+    (it has no public call for a run's times). Transient trouble raises, so the sweep asks again
+    next tick instead of stamping its own clock; other trouble is reported, not fatal."""
     from azure.core.exceptions import HttpResponseError
 
-    return isinstance(exc, HttpResponseError) and "already exists" in str(exc.message)
+    try:
+        run = client.jobs._runs_operations.get_run(job_name)
+    except HttpResponseError as exc:
+        if is_transient_status(exc.status_code):
+            raise
+        return None, None, f"run history of {job_name}: {one_line(exc)}"
+    return _utc(run.start_time_utc), _utc(run.end_time_utc), ""
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A run-history time, timezone-aware (the service's times are UTC)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
 
 
 def _score_metrics(client: MLClient, job_name: str) -> tuple[Mapping[str, Any] | None, str | None]:
@@ -284,15 +315,15 @@ def _score_metrics(client: MLClient, job_name: str) -> tuple[Mapping[str, Any] |
             client.jobs.download(job_name, download_path=tmp, output_name=RESULT_OUTPUT)
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise TransientError(
-                f"download {RESULT_OUTPUT} of {job_name}: {_one_line(exc)}"
+                f"download {RESULT_OUTPUT} of {job_name}: {one_line(exc)}"
             ) from exc
         except HttpResponseError as exc:
-            if _is_transient_status(exc.status_code):
-                message = f"HTTP {exc.status_code}: {_one_line(exc)}"
+            if is_transient_status(exc.status_code):
+                message = f"HTTP {exc.status_code}: {one_line(exc)}"
                 raise TransientError(f"download {RESULT_OUTPUT} of {job_name}: {message}") from exc
-            return None, f"could not download {RESULT_OUTPUT}: {_one_line(exc)}"
+            return None, f"could not download {RESULT_OUTPUT}: {one_line(exc)}"
         except Exception as exc:  # the SDK raises its own types for missing outputs, etc.
-            return None, f"could not download {RESULT_OUTPUT}: {_one_line(exc)}"
+            return None, f"could not download {RESULT_OUTPUT}: {one_line(exc)}"
         found = sorted(Path(tmp).rglob(METRICS_FILE))
         if not found:
             return None, f"{RESULT_OUTPUT} of {job_name} has no {METRICS_FILE}"
@@ -303,63 +334,3 @@ def _score_metrics(client: MLClient, job_name: str) -> tuple[Mapping[str, Any] |
         if not isinstance(metrics, dict) or "accuracy" not in metrics:
             return None, f"{METRICS_FILE} of {job_name} has no accuracy"
         return metrics, None
-
-
-def _is_transient_status(status: int | None) -> bool:
-    return status in (408, 429) or (status is not None and status >= 500)
-
-
-def _one_line(exc: BaseException) -> str:
-    """The first meaningful line of an SDK error (they span many lines of JSON)."""
-    text = getattr(exc, "message", None) or str(exc)
-    try:
-        parsed = json.loads(text)
-    except (TypeError, ValueError):
-        parsed = None
-    if isinstance(parsed, dict) and parsed.get("errors"):  # pipeline validation result
-        return "; ".join(
-            f"{err.get('path', '?')}: {str(err.get('message', '')).splitlines()[0]}"
-            for err in parsed["errors"]
-        )
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
-@contextmanager
-def _translate(action: str) -> Iterator[None]:
-    """Turn SDK and HTTP errors into the service's error tree, each with a one-line message."""
-    from azure.ai.ml.exceptions import MlException
-    from azure.core.exceptions import (
-        ClientAuthenticationError,
-        HttpResponseError,
-        ServiceRequestError,
-        ServiceResponseError,
-    )
-
-    try:
-        yield
-    except (PermanentError, TransientError):
-        raise
-    except ClientAuthenticationError as exc:
-        raise ConfigurationError(f"{action}: authentication failed: {_one_line(exc)}") from exc
-    except (ServiceRequestError, ServiceResponseError) as exc:
-        raise TransientError(f"{action}: Azure ML unreachable: {_one_line(exc)}") from exc
-    except HttpResponseError as exc:
-        status, message = exc.status_code, _one_line(exc)
-        if _is_transient_status(status):
-            raise TransientError(f"{action}: HTTP {status}: {message}") from exc
-        if status in (401, 403):
-            raise SubmissionError(
-                f"{action}: not authorized (HTTP {status}); give the app's identity the "
-                f"AzureML Data Scientist role on the workspace: {message}"
-            ) from exc
-        if status == 404:
-            raise ConfigurationError(
-                f"{action}: not found (check the workspace settings): {message}"
-            ) from exc
-        raise SubmissionError(f"{action}: HTTP {status}: {message}") from exc
-    except MlException as exc:
-        message = _one_line(exc)
-        if ".compute:" in message or "compute" in message.split(":", 1)[0]:
-            raise ConfigurationError(f"{action}: {message}") from exc
-        raise SubmissionError(f"{action}: {message}") from exc

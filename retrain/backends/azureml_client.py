@@ -151,7 +151,11 @@ def _make_client(workspace: Workspace, settings: Settings, overrides: _Overrides
     from azure.ai.ml import MLClient
 
     credential = overrides.credential or _default_credential(settings.client_id)
-    kwargs: dict[str, Any] = {**RETRY_SETTINGS, "show_progress": False, "enable_telemetry": False}
+    # show_progress must stay on: with it off, the SDK never collects the results of its
+    # parallel code/data uploads, so a failed upload is lost and create_or_update waits forever
+    # for the file count to add up (azure-ai-ml upload_directory). On, the failure is raised.
+    # The cost: a progress line on stderr when code is uploaded (rare: it is found by hash).
+    kwargs: dict[str, Any] = {**RETRY_SETTINGS, "show_progress": True, "enable_telemetry": False}
     if overrides.endpoint:
         kwargs.update(_custom_cloud(overrides.endpoint))
     if overrides.ca_file:

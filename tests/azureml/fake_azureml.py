@@ -18,10 +18,11 @@ Microsoft.MachineLearningServices/workspaces/{ws}`` (any api-version)::
     PUT   /jobs/{name}                         400 "A job with this name already exists" on repeat
     GET   /jobs/{name}
 
-and, for ``jobs.download`` of a finished job's output::
+and the data plane, for ``jobs.download`` of a finished job's output and for run history::
 
     GET   /discovery                                         data-plane hosts: this server
-    POST  /history/v1.0/{workspace}/rundata                  the run's outputs (asset ids)
+    GET   /history/v1.0/{workspace}/runs/{name}              the run: status, start/end times
+    POST  /history/v1.0/{workspace}/rundata                  the same, and its outputs
     POST  /data/v1.0/{workspace}/dataversion/batchGetResolvedUris   asset id -> azureml:// URI
     *     /devstoreaccount1/...                              relayed to Azurite
 
@@ -29,104 +30,54 @@ The SDK builds storage URLs as ``https://{account}.blob.{suffix}``; the datastor
 named ``127.0.0.1:{port}/devstoreaccount1#`` so that URL lands here (the ``#`` swallows the
 suffix), and the fake relays it to Azurite. Anything else answers 404 with a message naming
 the request. Every request is recorded in ``requests`` so tests assert on what the SDK sent.
-Controls: ``fail_next`` (answer the next N matching requests with 429/503/...), ``computes``,
-``set_job_status`` and ``complete_job`` (write the score output and mark the job Completed).
+Controls: ``fail_next`` (answer the next N matching requests with 429/503/..., storage requests
+too: 409 is "The specified blob already exists"), ``computes``, ``set_job_status`` (which
+stamps the run's start and end times as run history does) and ``complete_job`` (write the score
+output and mark the job Completed). The transport (server, faults, relay) is ``fake_http``.
 """
 
 from __future__ import annotations
 
-import base64
-import http.client
-import json
 import re
-import socket
-import ssl
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import trustme
-from azure.core.credentials import AccessToken
 from azure.storage.blob import (
     BlobServiceClient,
     ContainerClient,
     ContainerSasPermissions,
     generate_container_sas,
 )
+from fake_http import FakeCredential as FakeCredential  # re-exported: tests sign in with it
+from fake_http import Fault, Recorded, error, not_found, serve
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 RESOURCE_GROUP = "rg-retrain"
 WORKSPACE = "ws-retrain"
-TENANT = "11111111-1111-1111-1111-111111111111"
 WORKSPACE_PATH = (
     f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}"
     f"/providers/Microsoft.MachineLearningServices/workspaces/{WORKSPACE}"
 )
-# The service's words for a duplicate job name (Azure ML answers HTTP 400, code UserError).
+# The service's words for a duplicate job name: HTTP 400, code UserError, inner codes
+# Immutable > JobPropertyImmutable. The middle sentence names what differed.
 JOB_EXISTS = (
     "A job with this name already exists. If you are trying to create a new job, use a different "
-    "name. If you are trying to update an existing job, the existing job's Settings, Inputs, "
-    "Outputs, Jobs, InputBindings, OutputBindings cannot be changed."
+    "name. If you are trying to update an existing job, the existing job's Jobs cannot be "
+    "changed. Only description, tags, displayName, properties, and isArchived can be updated."
 )
+JOB_EXISTS_INNER = ("Immutable", "JobPropertyImmutable")
 ASSETS = ("codes", "environments", "components", "data")
 OUTPUT = "output_result"  # the pipeline output that carries score_node's metrics.json
 DATASTORE = "workspaceblobstore"
-FAULT_CODES = {  # the error codes Azure Resource Manager answers with
-    401: "InvalidAuthenticationToken",
-    403: "AuthorizationFailed",
-    429: "TooManyRequests",
-    500: "InternalServerError",
-    503: "ServiceUnavailable",
-}
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """One request as the fake saw it (path without the query; body parsed when JSON)."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    body: Any
-    status: int
-
-    @property
-    def tail(self) -> str:
-        """The path after the workspace prefix, e.g. ``/jobs/fashion-retrain-x``."""
-        return self.path.removeprefix(WORKSPACE_PATH)
-
-
-@dataclass
-class _Fault:
-    pattern: re.Pattern[str]
-    method: str | None
-    status: int
-    remaining: int
-
-
-class FakeCredential:
-    """A TokenCredential whose token is an unsigned JWT for Azure ML (``aud`` is checked)."""
-
-    def __init__(self) -> None:
-        self.scopes: list[tuple[str, ...]] = []
-
-    def get_token(self, *scopes: str, **_: Any) -> AccessToken:
-        self.scopes.append(scopes)
-        expires = int(time.time()) + 3600
-        claims = {"aud": "https://ml.azure.com", "tid": TENANT, "oid": "fake-oid", "exp": expires}
-        token = ".".join(_b64(part) for part in ({"alg": "none", "typ": "JWT"}, claims)) + "."
-        return AccessToken(token, expires)
-
-
-def _b64(obj: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+STARTED = {"Running", "Finalizing", "CancelRequested", "NotResponding"}  # it has begun
+ENDED = {"Completed", "Failed", "Canceled"}  # run history stamps an end time
 
 
 @dataclass
@@ -142,27 +93,41 @@ class FakeAzureML:
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> resource
     url: str = ""
     ca_file: str = ""
-    _faults: list[_Fault] = field(default_factory=list)
+    workspace_path: str = WORKSPACE_PATH
+    job_exists_inner: tuple[str, ...] = JOB_EXISTS_INNER  # () answers with the message only
+    _faults: list[Fault] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ---- controls -------------------------------------------------------------------------
     def fail_next(self, path: str, count: int = 1, status: int = 503, method: str | None = None):
         """Answer the next ``count`` requests whose path matches regex ``path`` with ``status``."""
-        self._faults.append(_Fault(re.compile(path), method, status, count))
+        self._faults.append(Fault(re.compile(path), method, status, count))
 
     def clear_faults(self) -> None:
         self._faults.clear()
 
-    def set_job_status(self, name: str, status: str) -> None:
-        self.job(name)["properties"]["status"] = status
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        return next((f for f in self._faults if f.takes(method, path)), None)
 
-    def complete_job(self, name: str, outputs: dict[str, bytes]) -> None:
+    def set_job_status(self, name: str, status: str, at: datetime | None = None) -> None:
+        """Set the job's status; run history stamps its start (once it has begun) and its end
+        (when it ends, cleared if it comes back), as the service does."""
+        job = self.job(name)
+        job["properties"]["status"] = status
+        when = (at or datetime.now(timezone.utc)).isoformat()
+        if status in STARTED | ENDED:
+            job.setdefault("startTimeUtc", when)
+        job["endTimeUtc"] = when if status in ENDED else None
+
+    def complete_job(
+        self, name: str, outputs: dict[str, bytes], at: datetime | None = None
+    ) -> None:
         """Write files into the job's ``output_result`` folder (Azurite); mark it Completed."""
         container = self._container()
         for file, data in outputs.items():
             container.upload_blob(self._output_prefix(name) + file, data, overwrite=True)
         self.job(name)["outputs_written"] = True
-        self.set_job_status(name, "Completed")
+        self.set_job_status(name, "Completed", at)
 
     def calls(self, method: str, pattern: str) -> list[Recorded]:
         """Recorded requests with this method whose workspace-relative path matches ``pattern``."""
@@ -180,36 +145,24 @@ class FakeAzureML:
     @contextmanager
     def serve(self, ca: trustme.CA, ca_file: str) -> Iterator[FakeAzureML]:
         """Run on 127.0.0.1 (HTTPS, cert from ``ca``) until the block exits."""
-        handler = type("Handler", (_Handler,), {"fake": self})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ca.issue_cert("127.0.0.1").configure_cert(context)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{server.server_address[1]}/"
         self.ca_file = ca_file
         self._container()  # the workspace's storage exists before anything is uploaded
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-        try:
+        with serve(self, ca) as url:
+            self.url = url
             yield self
-        finally:
-            server.shutdown()
-            server.server_close()
 
     def handle(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
-        for fault in self._faults:
-            if fault.remaining and (fault.method in (None, method)) and fault.pattern.search(path):
-                fault.remaining -= 1
-                code = FAULT_CODES.get(fault.status, "FakeFault")
-                return fault.status, _error(code, f"fake fault {fault.status} ({code})")
         if path == "/discovery" and method == "GET":  # the workspace's data-plane hosts: here
             return 200, {k: self.url.rstrip("/") for k in ("api", "history", "experimentation")}
-        if path == f"/history/v1.0{WORKSPACE_PATH}/rundata" and method == "POST":
+        history = f"/history/v1.0{WORKSPACE_PATH}"
+        if path == f"{history}/rundata" and method == "POST":
             return self._run_data(body["runId"])
+        if (m := re.fullmatch(rf"{history}/runs/([^/]+)", path)) and method == "GET":
+            return self._run(m[1])
         if path == f"/data/v1.0{WORKSPACE_PATH}/dataversion/batchGetResolvedUris":
             return 200, {"values": {i: self._resolved_uri(i) for i in body["values"]}}
         if not path.startswith(WORKSPACE_PATH):
-            return _not_found(method, path)
+            return not_found(method, path)
         tail = path.removeprefix(WORKSPACE_PATH)
         with self._lock:
             return self._route(method, path, tail, query, body)
@@ -220,7 +173,7 @@ class FakeAzureML:
         if m := re.fullmatch(r"/computes/([^/]+)", tail):
             if method == "GET" and m[1] in self.computes:
                 return 200, self._compute(m[1])
-            return 404, _error("NotFound", f"compute {m[1]} is not found in workspace {WORKSPACE}")
+            return 404, error("NotFound", f"compute {m[1]} is not found in workspace {WORKSPACE}")
         if tail == "/datastores" and method == "GET":
             return 200, {"value": [self._datastore()]}
         if tail == f"/datastores/{DATASTORE}" and method == "GET":
@@ -243,20 +196,20 @@ class FakeAzureML:
                 return self._put_job(path, body)
             if method == "GET":
                 return self._get(method, path)
-        return _not_found(method, path)
+        return not_found(method, path)
 
     # ---- resources --------------------------------------------------------------------------
     def _get(self, method: str, path: str) -> tuple[int, Any]:
         if path in self.resources:
             return 200, self.resources[path]
-        return _not_found(method, path)
+        return not_found(method, path)
 
     def _put_asset(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         existing = self.resources.get(path)
         if existing is not None:  # versions are immutable: same body is fine, else conflict
             if existing["properties"] == {**body.get("properties", {}), **_server_props(path)}:
                 return 200, existing
-            return 409, _error("Conflict", f"{_name_version(path)} already exists, immutable")
+            return 409, error("Conflict", f"{_name_version(path)} already exists, immutable")
         resource = _resource(path, body)
         resource["properties"].update(_server_props(path))
         self.resources[path] = resource
@@ -264,7 +217,7 @@ class FakeAzureML:
 
     def _put_job(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         if path in self.resources:
-            return 400, _error("UserError", JOB_EXISTS)
+            return 400, error("UserError", JOB_EXISTS, *self.job_exists_inner)
         name = path.rsplit("/", 1)[1]
         resource = _resource(path, body)
         props = resource["properties"]
@@ -291,8 +244,10 @@ class FakeAzureML:
         ]
 
     def _pending_upload(self) -> dict[str, Any]:
-        """A fresh folder in the workspace's container, with a SAS to write it (as the service)."""
-        blob_uri = f"{self._container().url}/LocalUpload/{uuid.uuid4().hex}"
+        """A fresh folder in the workspace's container, with a SAS to write it (as the service).
+        Its URL is this server's, which relays to Azurite, so uploads are recorded and can fail."""
+        container = urlsplit(self._container().url).path
+        blob_uri = f"{self.url.rstrip('/')}{container}/LocalUpload/{uuid.uuid4().hex}"
         return {
             "blobReferenceForConsumption": {
                 "blobUri": blob_uri,
@@ -325,16 +280,27 @@ class FakeAzureML:
     def _output_prefix(job_name: str) -> str:
         return f"azureml/{job_name}/{OUTPUT}/"
 
-    def _run_data(self, run_id: str) -> tuple[int, Any]:
+    def _run(self, run_id: str) -> tuple[int, Any]:
+        """The run-history view of a job: its status and its start and end times (or null)."""
         job = self.resources.get(f"{WORKSPACE_PATH}/jobs/{run_id}")
         if job is None:
-            return _not_found("POST", f"rundata for run {run_id}")
+            return 404, error("UserError", f"Run {run_id} was not found")
+        return 200, {
+            "runId": run_id,
+            "status": job["properties"]["status"],
+            "startTimeUtc": job.get("startTimeUtc"),
+            "endTimeUtc": job.get("endTimeUtc"),
+        }
+
+    def _run_data(self, run_id: str) -> tuple[int, Any]:
+        status, run = self._run(run_id)
+        if status != 200:
+            return status, run
         outputs = {}
-        if job.get("outputs_written"):
+        if self.job(run_id).get("outputs_written"):
             asset = f"azureml://locations/westeurope/workspaces/ws/data/azureml_{run_id}_{OUTPUT}"
             outputs[OUTPUT] = {"assetId": f"{asset}/versions/1", "type": "uri_folder"}
-        status = job["properties"]["status"]
-        return 200, {"runMetadata": {"runId": run_id, "status": status, "outputs": outputs}}
+        return 200, {"runMetadata": {**run, "outputs": outputs}}
 
     def _resolved_uri(self, asset_id: str) -> dict[str, str]:
         run_id = re.search(rf"/data/azureml_(.+)_{OUTPUT}/", asset_id)[1]
@@ -408,76 +374,3 @@ def _server_props(path: str) -> dict[str, Any]:
 def _name_version(path: str) -> str:
     parts = path.rsplit("/", 3)
     return f"{parts[-3]}:{parts[-1]}"
-
-
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
-
-
-def _not_found(method: str, path: str) -> tuple[int, Any]:
-    return 404, _error("NotFound", f"fake Azure ML: no such resource or route: {method} {path}")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    fake: FakeAzureML
-    protocol_version = "HTTP/1.1"
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in separate writes; without this, Nagle's algorithm meets the
-        # client's delayed ACK and every answer waits ~40 ms, which no real service does.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def _serve(self) -> None:
-        url = urlsplit(self.path)
-        if url.path.startswith("/devstoreaccount1/"):
-            return self._relay_to_storage()
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body: Any = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode(errors="replace")
-        try:
-            status, payload = self.fake.handle(self.command, url.path, query, body)
-        except Exception as exc:  # a bug in the fake: say so, loudly, as a 500
-            status, payload = 500, _error("FakeBug", f"{type(exc).__name__}: {exc}")
-        self.fake.requests.append(Recorded(self.command, url.path, query, body, status))
-        out = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        if status in (429, 503):
-            self.send_header("Retry-After", "0")
-        self.end_headers()
-        self.wfile.write(out)
-
-    def _relay_to_storage(self) -> None:
-        """Pass a storage request through to Azurite, byte for byte."""
-        target = urlsplit(self.fake.storage_endpoint)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
-        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-        conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
-        try:
-            conn.request(self.command, self.path, body=body, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
-        finally:
-            conn.close()
-        self.fake.requests.append(
-            Recorded(self.command, self.path.split("?")[0], {}, None, response.status)
-        )
-        self.send_response(response.status)
-        for key, value in response.getheaders():
-            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read `requests`
-        pass

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "app"))
 from apphelpers import blob_event, records, timer_tick
 
 METRICS = {"accuracy": 0.934, "count": 40}
+STARTED = datetime(2026, 3, 1, 9, 30, tzinfo=timezone.utc)  # run history's clock, not ours
+ENDED = STARTED + timedelta(minutes=12, seconds=30)
 
 
 @pytest.fixture
@@ -81,16 +84,25 @@ def test_landed_batch_runs_on_azure_ml_and_the_timer_records_it(azureml_app, use
     timer_tick()  # still running on Azure ML
     assert svc.get_run(run.run_id).status is RunStatus.SUBMITTED
 
-    use_fake.set_job_status(run.job_name, "Running")
+    use_fake.set_job_status(run.job_name, "Running", at=STARTED)
     timer_tick()
-    assert svc.get_run(run.run_id).status is RunStatus.RUNNING
+    running = svc.get_run(run.run_id)
+    assert (running.status, running.started_at) == (RunStatus.RUNNING, "2026-03-01T09:30:00.000Z")
 
-    use_fake.complete_job(run.job_name, {"metrics.json": json.dumps(METRICS).encode()})
+    use_fake.set_job_status(run.job_name, "NotResponding")  # no heartbeat: not an end
+    timer_tick()
+    quiet = svc.get_run(run.run_id)
+    assert (quiet.status, quiet.raw_status) == (RunStatus.RUNNING, "NotResponding")
+
+    outputs = {"metrics.json": json.dumps(METRICS).encode()}
+    use_fake.complete_job(run.job_name, outputs, at=ENDED)
     timer_tick()
     run = svc.get_run(run.run_id)
     assert run.status is RunStatus.COMPLETED, run.reason
     assert run.metrics is not None and run.metrics["accuracy"] == METRICS["accuracy"]
-    assert run.ended_at
+    assert run.started_at == "2026-03-01T09:30:00.000Z"
+    assert run.ended_at == "2026-03-01T09:42:30.000Z"
+    assert run.duration_s == 750
 
     reads = len(use_fake.calls("GET", rf"^/jobs/{run.job_name}$"))
     timer_tick()  # a terminal run is not read again

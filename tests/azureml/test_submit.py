@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from amlhelpers import aml_settings, point_client_at
@@ -108,6 +111,74 @@ def test_job_created_by_a_racing_submitter_is_read_back(backend, use_fake, make_
     assert [p.status for p in job_puts] == [201, 400]  # the service refused the duplicate
     assert again.already_existed is True
     assert again.job_name == request.job_name
+
+
+@pytest.mark.parametrize("inner", [("Immutable", "JobPropertyImmutable"), ()], ids=["code", "text"])
+def test_the_job_name_conflict_is_known_by_its_code_or_its_words(
+    backend, use_fake, make_request, inner
+):
+    request = make_request("batch-7")
+    backend.submit(request)
+    use_fake.job_exists_inner = inner
+    use_fake.fail_next(rf"/jobs/{request.job_name}$", status=404, method="GET")
+
+    again = backend.submit(request)
+
+    assert [p.status for p in use_fake.calls("PUT", r"^/jobs/")] == [201, 400]
+    assert (again.job_name, again.already_existed) == (request.job_name, True)
+
+
+def test_a_job_conflict_whose_read_back_finds_nothing_raises_the_services_answer(
+    backend, use_fake, make_request
+):
+    request = make_request("batch-7")
+    backend.submit(request)
+    use_fake.fail_next(rf"/jobs/{request.job_name}$", count=2, status=404, method="GET")
+
+    with pytest.raises(
+        SubmissionError, match=r"HTTP 400: \(UserError\) A job with this name already exists"
+    ):
+        backend.submit(request)
+    assert len(use_fake.calls("GET", rf"^/jobs/{request.job_name}$")) == 3  # 1st + 2 tries
+
+
+def _within(seconds: float, call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)`` on a daemon thread: a hang fails the test instead of blocking the suite."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = call(*args)
+        except BaseException as exc:  # re-raised on the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"{call.__qualname__} still running after {seconds} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def test_another_already_exists_is_not_taken_for_the_job(cold_process, make_request):
+    """Two processes uploading the same component code at once: storage answers 409 "The
+    specified blob already exists". That is no repeat of the job: nothing is read back as one,
+    and the next try (the host's retry) submits."""
+    backend = AzureMLBackend(aml_settings())
+    request = make_request("batch-race")
+    cold_process.fail_next(r"^/devstoreaccount1/.*/LocalUpload/", status=409, method="PUT")
+
+    with pytest.raises(TransientError, match="specified blob already exists"):
+        _within(60, backend.submit, request)  # with show_progress off, the SDK hangs here
+    assert not cold_process.calls("PUT", r"^/jobs/")
+    job_reads = cold_process.calls("GET", rf"^/jobs/{request.job_name}$")
+    assert len(job_reads) == 1  # the look-up before submitting; no read-back
+
+    submission = backend.submit(request)
+    assert submission.already_existed is False
+    assert [p.status for p in cold_process.calls("PUT", r"^/jobs/")] == [201]
 
 
 def test_another_batch_on_a_warm_process_uploads_no_component_code(cold_process, make_request):
@@ -274,3 +345,17 @@ def test_a_local_folder_is_uploaded_to_the_workspace_and_registered(
     stored = [name for name in _blob_names(use_fake) if name.startswith(uri.split("/paths/")[1])]
     assert sorted(n.rsplit("/", 1)[1] for n in stored) == sorted(p.name for p in folder.iterdir())
     assert submission.data_asset == f"fashion-mnist:{request.data_version}"
+
+
+def test_a_failed_local_folder_upload_is_raised_not_waited_on_forever(
+    backend, use_fake, make_request, tmp_path
+):
+    from retrain.fashion_data import write_batch
+
+    write_batch(tmp_path / "my-batch", n_train=20, n_test=10)
+    request = replace(make_request(), data=LocalFolder(tmp_path / "my-batch"))
+    use_fake.fail_next(r"^/devstoreaccount1/.*/my-batch/", status=409, method="PUT")
+
+    with pytest.raises(TransientError, match="specified blob already exists"):
+        _within(60, backend.submit, request)
+    assert not use_fake.calls("PUT", r"^/(data|jobs)/")
