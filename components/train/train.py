@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import time
 import warnings
@@ -158,12 +159,15 @@ def train(args: argparse.Namespace) -> dict:
         "bf16": use_bf16,
         "seconds": elapsed,
         "seconds_per_epoch": elapsed / args.epochs,
+        # the median shrugs off the first epoch's one-off set-up and a busy neighbour's spikes
+        "seconds_per_epoch_median": statistics.median(e["seconds"] for e in log),
         "images_per_second": args.epochs * steps_per_epoch * batch_size / elapsed,
     }
     save(args.output_model, model, config, _settings(args), {**summary, "epochs": log})
     print(
-        f"train: {args.epochs} epochs in {elapsed:.1f} s ({summary['seconds_per_epoch']:.2f} "
-        f"s/epoch, {summary['images_per_second']:.0f} images/s) on {device.type}; "
+        f"train: {args.epochs} epochs in {elapsed:.1f} s (mean {summary['seconds_per_epoch']:.2f} "
+        f"s/epoch, median {summary['seconds_per_epoch_median']:.2f} s, "
+        f"{summary['images_per_second']:.0f} images/s) on {device.type}; "
         f"model written to {args.output_model}"
     )
     return summary
