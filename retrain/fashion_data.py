@@ -20,6 +20,7 @@ import gzip as gzip_module
 import hashlib
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +35,22 @@ SHIFT = 2  # pixels of random translation each way
 VARIANTS = 12  # jittered silhouettes per class
 GZIP_LEVEL = 1  # fast to write; decompression speed barely depends on it
 
-# The real files (zalandoresearch/fashion-mnist), with the MD5 sums torchvision checks too.
+# The real files (zalandoresearch/fashion-mnist), with the MD5 sums torchvision checks too: of
+# each .gz as published, and of its uncompressed content. Other copies of the same content (the
+# Debian package dataset-fashion-mnist) were compressed again, with other gzip headers, so only
+# the second sum matches them.
 FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 FASHION_MNIST_MD5 = {
     "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
     "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
     "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
     "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+FASHION_MNIST_RAW_MD5 = {
+    "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+    "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+    "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
 }
 
 
@@ -82,36 +92,66 @@ def generate(
     return images, labels
 
 
-def download_fashion_mnist(folder: Path) -> dict[str, Path]:
-    """Fetch the real four .gz files (online only), verify checksums; clear error when offline.
+def download_fashion_mnist(folder: Path, *, download: bool = True) -> dict[str, Path]:
+    """The real four files in ``folder``, verified; those missing are fetched (online only).
 
-    Files already present with the right checksum are kept. Raises ``RuntimeError`` with one
-    line when the mirror cannot be reached or a file does not match its checksum.
+    A file is kept when its content is the official one: the published ``.gz``, any other gzip
+    of the same content (the Debian copies), or the uncompressed file. Raises ``RuntimeError``
+    with one line when a file is missing or wrong and cannot be fetched (offline, or
+    ``download=False``), or when what was fetched does not match its checksum.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name in FILE_NAMES:
-        file_name = name + ".gz"
-        path = folder / file_name
-        expected = FASHION_MNIST_MD5[file_name]
-        if not (path.exists() and _md5(path.read_bytes()) == expected):
-            url = FASHION_MNIST_URL + file_name
-            try:
-                with urllib.request.urlopen(url, timeout=30) as response:
-                    data = response.read()
-            except (urllib.error.URLError, TimeoutError, OSError) as error:
+        found = next(
+            (p for p in _candidates(folder, name) if _is_official(name, p.read_bytes())), None
+        )
+        if found is None:
+            if not download:
                 raise RuntimeError(
-                    f"cannot download {url} (offline?): {error}; "
-                    "use write_batch() for a generated batch instead"
-                ) from error
-            if _md5(data) != expected:
-                raise RuntimeError(f"{file_name}: checksum mismatch, download corrupted")
-            tmp = path.with_suffix(".part")
-            tmp.write_bytes(data)
-            tmp.replace(path)
-        paths[name] = path
+                    f"{folder}: no {name}[.gz] with the official content (see docs/components.md "
+                    "for where to get the real files)"
+                )
+            found = _fetch(folder, name)
+        paths[name] = found
     return paths
+
+
+def _candidates(folder: Path, name: str) -> list[Path]:
+    return [p for p in (folder / (name + ".gz"), folder / name) if p.is_file()]
+
+
+def _is_official(name: str, data: bytes) -> bool:
+    """Whether ``data`` is the official file, gzipped (any header) or not."""
+    digest = _md5(data)
+    if digest in (FASHION_MNIST_MD5[name + ".gz"], FASHION_MNIST_RAW_MD5[name]):
+        return True
+    if not data.startswith(b"\x1f\x8b"):
+        return False
+    try:
+        return _md5(gzip_module.decompress(data)) == FASHION_MNIST_RAW_MD5[name]
+    except (OSError, EOFError, zlib.error):
+        return False
+
+
+def _fetch(folder: Path, name: str) -> Path:
+    url = FASHION_MNIST_URL + name + ".gz"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            data = response.read()
+    except (urllib.error.URLError, TimeoutError, OSError) as error:
+        raise RuntimeError(
+            f"cannot download {url} (offline?): {error}; "
+            "use write_batch() for a generated batch instead"
+        ) from error
+    if not _is_official(name, data):
+        raise RuntimeError(f"{name}.gz: checksum mismatch, download corrupted")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (name + ".gz")
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
 
 
 # --- rendering ---------------------------------------------------------------------------------

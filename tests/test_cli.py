@@ -1,24 +1,19 @@
-"""``python -m retrain``: pipeline show, run (local and through a backend), status, errors.
+"""``python -m retrain``: help, errors, pipeline show, and run/status through a backend.
 
-The local runs are real (the builder's pipeline on a small generated batch). The azureml path
-talks to an in-test Backend: the real AzureMLBackend is tested against a fake Azure ML service
-in its own tests; here we check what the command line asks of any backend and how it reports.
+The azureml path talks to an in-test Backend: the real AzureMLBackend is tested against a fake
+Azure ML service in its own tests; here we check what the command line asks of any backend and how
+it reports. Local runs are in test_cli_local.py.
 """
 
 from __future__ import annotations
 
-import json
-import signal
 import subprocess
 import sys
-import time
-from contextlib import redirect_stderr, redirect_stdout, suppress
 from dataclasses import dataclass, field
-from io import StringIO
-from pathlib import Path
 
 import pytest
 import yaml
+from cli_helpers import ROOT, cli, cli_env
 
 from retrain import backends, keys
 from retrain.backends import (
@@ -29,49 +24,12 @@ from retrain.backends import (
     Submission,
     SubmitRequest,
 )
-from retrain.cli import folder_key, main
-from retrain.fashion_data import write_batch
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def last_json(self) -> dict:
-        return json.loads(self.out.strip().splitlines()[-1])
-
-
-def cli(*argv: str) -> Run:
-    out, err = StringIO(), StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return Run(code, out.getvalue(), err.getvalue())
+from retrain.cli_data import folder_key
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    """A generated batch and an empty runs folder, with settings pointing there."""
-    root = tmp_path_factory.mktemp("cli")
-    batch = root / "batch"
-    write_batch(batch, n_train=3000, n_test=500, seed=1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LOCAL_RUNS_DIR", str(root / "runs"))
-        mp.setenv("RETRAIN_BACKEND", "local")
-        for name in ("TRAIN_EPOCHS", "EXPERIMENT_NAME", "AZUREML_GPU_COMPUTE"):
-            mp.delenv(name, raising=False)
-        yield root, batch
-
-
-@pytest.fixture(scope="module")
-def local_run(env):
-    """The suite's one real training run, end to end, shared by the tests that read it."""
-    _, batch = env
-    return cli("run", batch, "--epochs", "2", "--batch-size", "64", "--json")
+    yield from cli_env(tmp_path_factory)
 
 
 # --- help and errors ----------------------------------------------------------------------------
@@ -136,6 +94,25 @@ def test_pipeline_show_prints_the_job_as_yaml(env):
     assert job["outputs"] == {"output_result": {"type": "uri_folder"}}
 
 
+def test_pipeline_show_of_a_data_asset_with_the_local_backend_is_a_dry_run(env):
+    result = cli("pipeline", "show", "--data", "azureml:fashion_ds:1")  # RETRAIN_BACKEND=local
+    assert result.code == 0, result.err
+    job = yaml.safe_load(result.out)
+    assert job["inputs"]["pipeline_input_data"]["path"] == "azureml:fashion_ds:1"
+    assert job["name"] == keys.job_name(keys.run_key("azureml:fashion_ds:1", []))
+    assert "local backend runs local folders only" in result.err
+    assert "--backend azureml" in result.err
+
+
+def test_local_run_of_a_data_asset_says_which_backend_runs_it(env):
+    result = cli("run", "azureml:fashion_ds:1", "--backend", "local")
+    assert result.code == 2
+    assert result.err.strip() == (
+        "error: DATA: azureml:fashion_ds:1 is a data asset in the Azure ML workspace; the local "
+        "backend runs a local folder, the azureml backend runs the asset (--backend azureml)"
+    )
+
+
 def test_pipeline_show_for_azureml(env):
     _, batch = env
     result = cli("pipeline", "show", "--data", "azureml:fashion-mnist:7", "--backend", "azureml")
@@ -146,126 +123,6 @@ def test_pipeline_show_for_azureml(env):
     folder = yaml.safe_load(cli("pipeline", "show", "--data", batch, "--backend", "azureml").out)
     version = keys.data_version(folder_key(batch))
     assert folder["inputs"]["pipeline_input_data"]["path"] == f"azureml:fashion-mnist:{version}"
-
-
-# --- run --backend local ------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_local_run_end_to_end_beats_90_percent(env, local_run):
-    root, batch = env
-    assert local_run.code == 0, local_run.err
-    summary = local_run.last_json  # --json: the summary is the last line
-    job_name = keys.job_name(folder_key(batch))
-    run_dir = root / "runs" / job_name
-    assert (summary["status"], summary["job_name"]) == ("Completed", job_name)
-    assert summary["run_dir"] == str(run_dir)
-    assert summary["accuracy"] > 0.90
-    assert summary["metrics"]["accuracy"] == summary["accuracy"]
-    assert f"test accuracy: {summary['accuracy']:.4f}" in local_run.out
-    assert f"run folder:    {run_dir}" in local_run.out
-    assert "[3/3] score_node done" in local_run.err  # plain progress lines when not a terminal
-
-    status = json.loads((run_dir / "status.json").read_text())
-    assert (status["status"], status["step"], status["error"]) == ("Completed", None, None)
-    assert status["metrics"] == summary["metrics"]
-    assert status["duration_s"] == summary["duration_s"]
-    outputs = status["outputs"]
-    assert set(outputs) == {"prepare_data_node", "train_node", "score_node"}
-    result = Path(outputs["score_node"]["output_result"])
-    assert json.loads((result / "metrics.json").read_text()) == summary["metrics"]
-    assert any(Path(outputs["train_node"]["output_model"]).iterdir())
-    assert any(Path(outputs["prepare_data_node"]["test_data"]).iterdir())
-    for node in outputs:
-        assert (run_dir / node / "stdout.log").stat().st_size > 0
-
-
-@pytest.mark.slow
-def test_same_data_again_shows_the_completed_run_instead_of_rerunning(env, local_run):
-    _, batch = env
-    again = cli("run", batch, "--json")
-    assert again.code == 0
-    assert "already completed" in again.err
-    assert "score_node" not in again.err  # nothing ran
-    assert again.last_json == local_run.last_json
-
-
-@pytest.mark.slow
-def test_status_of_local_run_by_name_key_and_folder(env, local_run):
-    root, batch = env
-    key = folder_key(batch)
-    run_dir = root / "runs" / keys.job_name(key)
-    for target in (keys.job_name(key), key, run_dir):
-        result = cli("status", target, "--json")
-        assert result.code == 0, result.err
-        status = result.last_json
-        assert status["status"] == "Completed"
-        assert status["run_dir"] == str(run_dir)
-        assert status["metrics"]["accuracy"] == local_run.last_json["accuracy"]
-    human = cli("status", keys.job_name(key))
-    assert "Completed" in human.out and "test accuracy:" in human.out
-
-
-def test_status_of_unknown_local_run_is_an_error(env):
-    result = cli("status", "fashion-retrain-0000000000000000")
-    assert result.code == 2
-    assert result.err.startswith("error: no local run 'fashion-retrain-0000000000000000'")
-
-
-def test_failing_local_run_names_the_step_and_exits_1(env, tmp_path):
-    _, batch = env
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for f in batch.iterdir():
-        data = f.read_bytes()
-        (broken / f.name).write_bytes(b"\0\0\0\0" + data[4:] if "t10k-images" in f.name else data)
-    result = cli("run", broken, "--json", "--run-dir", tmp_path / "run", "--job-name", "bad-1")
-    assert result.code == 1
-    failure = [line for line in result.err.splitlines() if line.startswith("step ")]
-    assert len(failure) == 1
-    assert failure[0].startswith("step prepare_data_node failed: ")
-    assert "t10k-images-idx3-ubyte.gz" in failure[0]
-    summary = result.last_json
-    assert (summary["status"], summary["step"], summary["job_name"]) == (
-        "Failed",
-        "prepare_data_node",
-        "bad-1",
-    )
-    assert summary["run_dir"] == str(tmp_path / "run")
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads children from /proc")
-def test_terminated_run_stops_its_step_and_records_failed(env, tmp_path):
-    _, batch = env
-    run_dir = tmp_path / "run"
-    argv = ["run", batch, "--run-dir", run_dir, "--job-name", "t-1", "--epochs", "500"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "retrain", *map(str, argv)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
-    deadline = time.monotonic() + 60
-    step = None
-    while step != "train_node" or not children.read_text().split():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-        time.sleep(0.1)
-        with suppress(OSError, ValueError):
-            step = json.loads((run_dir / "status.json").read_text())["step"]
-    (train_pid,) = map(int, children.read_text().split())
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-
-    assert proc.returncode == 130
-    assert err.strip().endswith("interrupted")
-    status = json.loads((run_dir / "status.json").read_text())
-    assert (status["status"], status["step"]) == ("Failed", "train_node")
-    assert status["error"] == "step train_node interrupted"
-    assert not Path(f"/proc/{train_pid}").exists()  # the step was stopped and reaped
-    assert not (run_dir / "score_node").exists()
 
 
 # --- run --backend azureml, through an in-test Backend ------------------------------------------

@@ -9,7 +9,6 @@ The real pipeline's one training run, end to end to > 90% test accuracy, is in t
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -30,7 +29,6 @@ from retrain.local_executor import (
     FromNode,
     FromPipeline,
     Literal,
-    _Progress,
     plan,
     read_status,
     render_command,
@@ -223,6 +221,13 @@ def test_toy_pipeline_runs_in_order_with_defaults_and_records_status(toy, tmp_pa
     assert status["metrics"] == summary.metrics
     assert status["pid"] == os.getpid()
     assert status["duration_s"] >= 0 and status["ended_at"] >= status["started_at"]
+    steps = list(status["steps"])  # each node, in the order it ran, with its duration
+    assert steps[0] == "first" and steps[-1] == "scored" and sorted(steps[1:3]) == ["left", "right"]
+    for step in status["steps"].values():
+        assert step["status"] == "Completed"
+        assert step["started_at"] <= step["ended_at"] <= status["ended_at"]
+        assert 0 <= step["duration_s"] <= status["duration_s"]
+    assert summary.steps == {n: s["duration_s"] for n, s in status["steps"].items()}
     assert set(status["outputs"]) == {p.name for p in run_dir.iterdir() if p.is_dir()}
     for node, outputs in status["outputs"].items():
         assert (run_dir / node / "stdout.log").read_text().startswith("working on")
@@ -256,6 +261,9 @@ def test_failing_step_stops_the_run_and_names_step_and_error(toy, tmp_path):
     assert status["step"] == failing
     assert status["error"] == summary.error
     assert status["metrics"] is None
+    assert status["steps"][failing]["status"] == "Failed"
+    assert status["steps"][failing]["duration_s"] >= 0
+    assert "report" not in status["steps"]
     assert "ValueError" in (run_dir / failing / "stderr.log").read_text()
 
 
@@ -341,37 +349,3 @@ def test_pipeline_input_can_be_overridden(batch, tmp_path):
     assert "train-images-idx3-ubyte" in summary.error  # missing in the given folder, named
     with pytest.raises(InvalidRequestError, match="nope"):
         run_pipeline(job, {"nope": broken}, tmp_path / "run", progress=False)
-
-
-# --- the status line ----------------------------------------------------------------------------
-
-
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_status_line_rewrites_itself_on_a_terminal_and_prints_plain_lines_elsewhere():
-    tty = _Terminal()
-    line = _Progress(3, stream=tty)
-    line.start(2, "train_node")
-    line.tick(2, "train_node", 12.34, "epoch 1/2 loss 0.52")
-    line.done(2, "train_node", 20.0, ok=True)
-    text = tty.getvalue()
-    assert text.startswith("\r\x1b[K[2/3] train_node   12.3 s  epoch 1/2 loss 0.52")
-    assert text.endswith("\r\x1b[K[2/3] train_node done in 20.0 s\n")
-
-    log = io.StringIO()
-    plain = _Progress(3, stream=log)
-    plain.start(1, "prepare_data_node")
-    plain.tick(1, "prepare_data_node", 1.0, "working")
-    plain.done(1, "prepare_data_node", 1.5, ok=False)
-    assert log.getvalue().splitlines() == [
-        "[1/3] prepare_data_node started",
-        "[1/3] prepare_data_node FAILED in 1.5 s",
-    ]
-    quiet = io.StringIO()
-    silent = _Progress(3, enabled=False, stream=quiet)
-    silent.start(1, "x")
-    silent.done(1, "x", 1.0, ok=True)
-    assert quiet.getvalue() == ""

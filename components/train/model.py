@@ -117,3 +117,7 @@ class Predictor(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return (self.net(images) + self.net(images.flip(-1))) * 0.5
+
+
+# The model sizes train can pick (``--preset``; by default ``ModelConfig.for_device``).
+PRESETS = {"cpu": ModelConfig.cpu, "gpu": ModelConfig.gpu}

@@ -21,10 +21,11 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +33,9 @@ import torch
 import torch.nn.functional as F
 
 try:  # a package when imported (tests), a folder of scripts when run (Azure ML, local executor)
-    from .model import FashionNet, ModelConfig, Predictor
+    from .model import PRESETS, FashionNet, ModelConfig, Predictor
 except ImportError:
-    from model import FashionNet, ModelConfig, Predictor
+    from model import PRESETS, FashionNet, ModelConfig, Predictor
 
 # --- settings (the flags are in train.yml; these are the fixed choices, with their reasons) ---
 SHIFT = 2  # pixels of random translation: items are centred, small shifts are realistic
@@ -56,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--learning_rate", type=float, default=0.05, help="peak learning rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_model", type=Path, required=True, help="output folder")
+    # Not ports of the component (train.yml): for benchmarks/bench_accuracy.py.
+    parser.add_argument(
+        "--preset", choices=("auto", *PRESETS), default="auto", help="model size (auto: by device)"
+    )
+    parser.add_argument(
+        "--eval_data", type=Path, help="prepared test data: accuracy after each epoch, untimed"
+    )
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or not args.learning_rate > 0:
         parser.error("--epochs and --batch_size must be >= 1 and --learning_rate > 0")
@@ -76,6 +84,8 @@ def train(args: argparse.Namespace) -> dict:
         torch.backends.cudnn.benchmark = True
     else:
         torch.use_deterministic_algorithms(True)
+        # determinism does not need new tensors filled with NaN first (a tenth of a CPU step)
+        torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
     generator = torch.Generator(device=device).manual_seed(args.seed)
 
     # --- data: to the device once, as uint8 (a quarter of float32's memory traffic) ---
@@ -87,7 +97,9 @@ def train(args: argparse.Namespace) -> dict:
     total_steps = args.epochs * steps_per_epoch
 
     # --- model and optimiser ---
-    config = ModelConfig.for_device(device)  # the small net on CPU, the full one on GPU
+    # the small net on CPU, the full one on GPU, unless asked
+    config = ModelConfig.for_device(device) if args.preset == "auto" else PRESETS[args.preset]()
+    held_out = load_data(args.eval_data) if args.eval_data else None
     model = FashionNet(config).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         model.parameters(),
@@ -109,7 +121,7 @@ def train(args: argparse.Namespace) -> dict:
     # --- loop ---
     log: list[dict] = []
     step = 0
-    started = time.perf_counter()
+    training_seconds = 0.0  # excludes the untimed evaluation of --eval_data
     for epoch in range(1, args.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
@@ -141,16 +153,22 @@ def train(args: argparse.Namespace) -> dict:
             "learning_rate": lr,
             "seconds": time.perf_counter() - epoch_start,
         }
+        training_seconds += entry["seconds"]
+        entry["elapsed"] = training_seconds
+        held_out_text = ""
+        if held_out is not None:
+            entry["test_accuracy"] = evaluate(model, *held_out, autocast)
+            held_out_text = f"  test accuracy {entry['test_accuracy']:.4f}"
         log.append(entry)
         print(
             f"epoch {epoch:3d}/{args.epochs}  loss {entry['loss']:.4f}  "
-            f"train accuracy {entry['accuracy']:.4f}  {entry['seconds']:.1f} s",
+            f"train accuracy {entry['accuracy']:.4f}  {entry['seconds']:.1f} s{held_out_text}",
             flush=True,
         )
         if tracker:
             metrics = {"train_loss": entry["loss"], "train_accuracy": entry["accuracy"]}
             tracker.log_metrics(metrics, step=epoch)
-    elapsed = time.perf_counter() - started
+    elapsed = training_seconds
 
     # --- save: weights, config, a predictor score can load without this code, the log ---
     summary = {
@@ -158,15 +176,35 @@ def train(args: argparse.Namespace) -> dict:
         "bf16": use_bf16,
         "seconds": elapsed,
         "seconds_per_epoch": elapsed / args.epochs,
+        # the median shrugs off the first epoch's one-off set-up and a busy neighbour's spikes
+        "seconds_per_epoch_median": statistics.median(e["seconds"] for e in log),
         "images_per_second": args.epochs * steps_per_epoch * batch_size / elapsed,
     }
     save(args.output_model, model, config, _settings(args), {**summary, "epochs": log})
     print(
-        f"train: {args.epochs} epochs in {elapsed:.1f} s ({summary['seconds_per_epoch']:.2f} "
-        f"s/epoch, {summary['images_per_second']:.0f} images/s) on {device.type}; "
+        f"train: {args.epochs} epochs in {elapsed:.1f} s (mean {summary['seconds_per_epoch']:.2f} "
+        f"s/epoch, median {summary['seconds_per_epoch_median']:.2f} s, "
+        f"{summary['images_per_second']:.0f} images/s) on {device.type}; "
         f"model written to {args.output_model}"
     )
     return summary
+
+
+@torch.no_grad()
+def evaluate(
+    model: FashionNet, images: torch.Tensor, labels: torch.Tensor, autocast: AbstractContextManager
+) -> float:
+    """Test accuracy as score measures it (flip averaging); leaves the model in training mode."""
+    model.eval()
+    predictor = Predictor(model)
+    images, labels = images.to(model.scale.device), labels.to(model.scale.device)
+    correct = torch.zeros((), device=labels.device, dtype=torch.long)
+    for start in range(0, len(labels), 1000):
+        with autocast:
+            logits = predictor(images[start : start + 1000])
+        correct += (logits.argmax(1) == labels[start : start + 1000]).sum()
+    model.train()
+    return correct.item() / len(labels)
 
 
 def load_data(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,7 +251,12 @@ def save(folder: Path, model: FashionNet, config: ModelConfig, settings: dict, l
     with warnings.catch_warnings():  # TorchScript is deprecated in 2.x, still the fast loader
         warnings.simplefilter("ignore", FutureWarning)
         scripted = torch.jit.trace(predictor, example)
-    meta = {"model": config.to_dict(), "training": settings, "input": "uint8 N x 1 x 28 x 28"}
+    meta = {
+        "preset": config.name,
+        "model": config.to_dict(),
+        "training": settings,
+        "input": "uint8 N x 1 x 28 x 28",
+    }
     writers = {
         "weights.pt": lambda path: torch.save(model.state_dict(), path),
         "predictor.pt": lambda path: scripted.save(str(path)),

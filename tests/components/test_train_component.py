@@ -28,7 +28,7 @@ def test_writes_weights_config_predictor_and_log(tiny_model: Path) -> None:
 
     config = json.loads((tiny_model / "config.json").read_text())
     assert config["training"]["epochs"] == 1 and config["training"]["seed"] == 0
-    assert config["model"]["name"] == "cpu"
+    assert config["preset"] == config["model"]["name"] == "cpu"
     model = FashionNet(ModelConfig.from_dict(config["model"]))
     model.load_state_dict(torch.load(tiny_model / "weights.pt", weights_only=True))
 
@@ -36,6 +36,26 @@ def test_writes_weights_config_predictor_and_log(tiny_model: Path) -> None:
     assert [e["epoch"] for e in log["epochs"]] == [1]
     assert math.isfinite(log["epochs"][0]["loss"]) and 0 <= log["epochs"][0]["accuracy"] <= 1
     assert log["device"] == "cpu" and log["images_per_second"] > 0
+    assert log["seconds_per_epoch_median"] == log["epochs"][0]["seconds"]
+    assert "test_accuracy" not in log["epochs"][0]  # no --eval_data: no evaluation
+
+
+def test_eval_data_scores_each_epoch_untimed_and_preset_can_be_chosen(tiny_prepared, tmp_path):
+    """What bench_accuracy reads: test accuracy after each epoch, and training time without it."""
+    training, test = tiny_prepared
+    argv = ["--input_data", str(training), "--epochs", "2", "--batch_size", "128", "--seed", "0"]
+    argv += ["--output_model", str(tmp_path / "m"), "--eval_data", str(test), "--preset", "gpu"]
+    assert train.main(argv) == 0
+    log = json.loads((tmp_path / "m" / "training_log.json").read_text())
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["preset"] == "gpu"
+    first, second = log["epochs"]
+    assert 0 <= first["test_accuracy"] <= 1 and 0 <= second["test_accuracy"] <= 1
+    assert (first["elapsed"], second["elapsed"]) == (
+        first["seconds"],
+        first["seconds"] + second["seconds"],
+    )
+    assert log["seconds"] == second["elapsed"]
+    assert log["seconds_per_epoch_median"] == (first["seconds"] + second["seconds"]) / 2
 
 
 def test_predictor_matches_the_weights_with_flip_averaging(tiny_model: Path, tiny_prepared):

@@ -1,0 +1,245 @@
+"""``run`` and ``status``: run the pipeline here or on Azure ML, and say where a run stands.
+
+With the local backend ``run`` runs the job in the foreground through the local executor and ends
+with a summary (status, test accuracy, each step's duration, run folder); with azureml it submits
+the job, prints its name and studio URL, and with ``--wait`` follows it to the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import keys
+from .cli_data import data_source, folder_key, local_folder, overrides
+from .errors import InvalidRequestError, NotFoundError, TransientError
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .backends import Backend, JobState
+    from .local_status import RunSummary
+
+EXIT_FAILED = 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    backend = args.backend or settings.backend
+    if backend == "local":
+        return _run_local(args, settings)
+    return _run_on_backend(args, replace(settings, backend=backend))
+
+
+def _run_local(args: argparse.Namespace, settings: Settings) -> int:
+    from .local_executor import RunSummary, read_status, run_pipeline
+
+    folder = local_folder(args.data)
+    job_name = args.job_name or keys.job_name(folder_key(folder))
+    run_dir = (args.run_dir or settings.local_runs_dir / job_name).resolve()
+    prior = None if args.force else read_status(run_dir)
+    if prior and prior.get("status") == "Completed":
+        print(
+            f"{job_name} already completed in {run_dir}; its summary follows "
+            "(--force runs it again)",
+            file=sys.stderr,
+        )
+        return _report(RunSummary.from_status(run_dir, prior), as_json=args.json)
+    if prior and prior.get("status") == "Running" and args.run_dir is None:
+        raise InvalidRequestError(
+            "DATA", f"{job_name} is already running (pid {prior.get('pid')}) in {run_dir}"
+        )
+
+    from pipeline_builder import build_pipeline
+
+    pipeline = settings.pipeline_settings(job_name=job_name, **overrides(args))
+    job = build_pipeline(str(folder), pipeline)
+    print(f"running {job_name} ({pipeline.epochs} epochs) in {run_dir}", file=sys.stderr)
+    summary = run_pipeline(job, None, run_dir, job_name=job_name, progress=True)
+    return _report(summary, as_json=args.json)
+
+
+def _report(summary: RunSummary, *, as_json: bool) -> int:
+    """The summary: one clear line for a failure (stderr), then status, accuracy, folder."""
+    if summary.error:
+        print(summary.error, file=sys.stderr)
+    rows = [("status", summary.status)]
+    if summary.accuracy is not None:
+        rows.append(("test accuracy", f"{summary.accuracy:.4f}"))
+    rows.append(("run folder", summary.run_dir))
+    if summary.step:
+        rows.append(("step logs", str(Path(summary.run_dir) / summary.step)))
+    rows.append(("job name", summary.job_name))
+    if summary.duration_s is not None:
+        rows.append(("duration", f"{summary.duration_s:.1f} s"))
+    rows += _step_rows(summary.steps or {})
+    _print_rows(rows)
+    if as_json:
+        print(json.dumps(summary.to_dict()))
+    return 0 if summary.status == "Completed" else EXIT_FAILED
+
+
+def _step_rows(steps: dict[str, float | None]) -> list[tuple[str, str]]:
+    """A ``steps`` row: each step that ran and its seconds ("-" while it still runs)."""
+    if not steps:
+        return []
+    text = ", ".join(f"{n} {'-' if s is None else f'{s:.1f} s'}" for n, s in steps.items())
+    return [("steps", text)]
+
+
+def _print_rows(rows: list[tuple[str, str]]) -> None:
+    width = max(len(label) for label, _ in rows) + 1
+    for label, value in rows:
+        print(f"{label + ':':<{width}} {value}")
+
+
+def _run_on_backend(args: argparse.Namespace, settings: Settings) -> int:
+    from . import backends
+
+    source, key = data_source(args.data, settings)
+    job_name = args.job_name or keys.job_name(key)
+    request = backends.SubmitRequest(
+        run_id=key,
+        job_name=job_name,
+        data=source,
+        data_version=keys.data_version(key),
+        pipeline=settings.pipeline_settings(job_name=job_name, **overrides(args)),
+    )
+    backend = backends.get_backend(settings)
+    submission = backend.submit(request)
+    result: dict[str, Any] = {
+        "run_id": key,
+        "job_name": submission.job_name,
+        "status": submission.status.value,
+        "studio_url": submission.studio_url,
+        "data_asset": submission.data_asset,
+        "already_existed": submission.already_existed,
+    }
+    rows = [("job name", submission.job_name), ("status", submission.status.value)]
+    if submission.already_existed:
+        rows.append(("note", "this batch was already submitted; showing that job"))
+    if submission.data_asset:
+        rows.append(("data asset", submission.data_asset))
+    if submission.studio_url:
+        rows.append(("studio URL", submission.studio_url))
+    _print_rows(rows)
+    code = 0
+    if args.wait:
+        state = _wait(backend, submission.job_name, args.poll_interval)
+        result.update(_state_dict(state))
+        _print_state(state)
+        code = 0 if state.status.value == "Completed" else EXIT_FAILED
+    if args.json:
+        print(json.dumps(result, default=str))
+    return code
+
+
+def _wait(backend: Backend, job_name: str, interval: float) -> JobState:
+    """Poll until the job ends, showing one status line (rewritten in place on a terminal)."""
+    tty = sys.stderr.isatty()
+    started = time.monotonic()
+    last_raw = None
+    while True:
+        try:
+            state = backend.job_state(job_name)
+        except TransientError as exc:  # the next poll may succeed; the job runs on regardless
+            print(f"\n{job_name}: {exc} (retrying)", file=sys.stderr)
+        else:
+            elapsed = time.monotonic() - started
+            line = f"{job_name}  {state.raw_status}  {elapsed:.0f} s"
+            if tty:
+                print("\r\x1b[K" + line, end="", file=sys.stderr, flush=True)
+            elif state.raw_status != last_raw:
+                print(line, file=sys.stderr, flush=True)
+            last_raw = state.raw_status
+            if state.status.terminal:
+                if tty:
+                    print(file=sys.stderr)
+                return state
+        time.sleep(interval)
+
+
+def _state_dict(state: JobState) -> dict[str, Any]:
+    metrics = dict(state.metrics) if state.metrics else None
+    return {
+        "status": state.status.value,
+        "raw_status": state.raw_status,
+        "accuracy": (metrics or {}).get("accuracy"),
+        "metrics": metrics,
+        "error": state.error,
+        "started_at": state.started_at.isoformat() if state.started_at else None,
+        "ended_at": state.ended_at.isoformat() if state.ended_at else None,
+    }
+
+
+def _print_state(state: JobState) -> None:
+    rows = [("status", state.status.value)]
+    if state.raw_status != state.status.value:
+        rows.append(("Azure ML status", state.raw_status))
+    accuracy = (state.metrics or {}).get("accuracy")
+    if accuracy is not None:
+        rows.append(("test accuracy", f"{accuracy:.4f}"))
+    if state.error:
+        rows.append(("error", state.error))
+    _print_rows(rows)
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    backend = args.backend or settings.backend
+    target = args.target
+    if backend == "local":
+        return _local_status(target, settings, as_json=args.json)
+
+    from . import backends
+
+    job_name = keys.job_name(target) if keys.RUN_KEY.fullmatch(target) else target
+    state = backends.get_backend(replace(settings, backend=backend)).job_state(job_name)
+    if args.json:
+        print(json.dumps({"job_name": job_name, **_state_dict(state)}, default=str))
+    else:
+        _print_rows([("job name", job_name)])
+        _print_state(state)
+    return 0
+
+
+def _local_status(target: str, settings: Settings, *, as_json: bool) -> int:
+    from .local_executor import read_status
+
+    candidates = [Path(target).expanduser(), settings.local_runs_dir / target]
+    if keys.RUN_KEY.fullmatch(target):
+        candidates.append(settings.local_runs_dir / keys.job_name(target))
+    for run_dir in candidates:
+        status = read_status(run_dir) if run_dir.is_dir() else None
+        if status is not None:
+            break
+    else:
+        raise NotFoundError(f"no local run {target!r} (looked in {settings.local_runs_dir})")
+    run_dir = run_dir.resolve()
+    if as_json:
+        print(json.dumps({**status, "run_dir": str(run_dir)}))
+        return 0
+    word = status.get("status", "Unknown")
+    if word == "Running" and status.get("step"):
+        word += f" (step {status['step']})"
+    rows = [("job name", status.get("job_name") or run_dir.name), ("status", word)]
+    accuracy = (status.get("metrics") or {}).get("accuracy")
+    if accuracy is not None:
+        rows.append(("test accuracy", f"{accuracy:.4f}"))
+    if status.get("error"):
+        rows.append(("error", status["error"]))
+    rows.append(("started", status.get("started_at") or "-"))
+    if status.get("duration_s") is not None:
+        rows.append(("duration", f"{status['duration_s']:.1f} s"))
+    steps = status.get("steps") or {}
+    rows += _step_rows({name: s.get("duration_s") for name, s in steps.items()})
+    rows.append(("run folder", str(run_dir)))
+    _print_rows(rows)
+    return 0
