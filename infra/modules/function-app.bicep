@@ -9,6 +9,9 @@
 //   TRAIN_BATCH_SIZE=256
 //   TRAIN_LEARNING_RATE=0.05
 //   TRAIN_SEED=0
+//   NOTIFY_WEBHOOK_URL=               (optional sink: set it, and its secret, as app settings or Key Vault references)
+//   NOTIFY_WEBHOOK_SECRET=            (optional: the webhook's HMAC secret; never in a template)
+//   NOTIFY_EVENTGRID_ENDPOINT=        (optional sink: a topic endpoint; grant the app EventGrid Data Sender)
 // AzureWebJobsStorage and DataStorage are identity-based: their __serviceUri settings below.
 param name string
 param planName string
