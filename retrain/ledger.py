@@ -36,6 +36,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 RUN, ACTIVE, RECENT, OUTBOX = "run|", "active|", "recent|", "outbox|"
 UPDATE_ATTEMPTS = 16  # ETag races to lose before giving up (TransientError: the host retries)
 MAX_OPS = 100  # operations an entity-group transaction may hold (3 rows a run, plus its outbox)
+TRANSACTIONS_IN_FLIGHT = 3  # write_many's concurrent transactions
 INVERT_MS = 10**13  # recent| keys sort newest first until the year 2286
 MAX_RECORD_CHARS = 30_000  # a string property holds at most 64 KiB (32K UTF-16 characters)
 
@@ -69,6 +71,7 @@ class Stored:
 
 Change = Callable[[RunRecord], RunRecord | None]  # the new record, or None: leave it
 Written = tuple[Stored, bool]  # the record now stored, and whether this call changed it
+Pending = tuple[int, Stored, Change, RunRecord]  # write_many: (index, as read, change, new)
 # What to announce when a run turns terminal: (sink name, event id, event) for each sink.
 Announce = Callable[[RunRecord], list[tuple[str, str, dict[str, Any]]]]
 
@@ -199,7 +202,7 @@ class Ledger:
         in it lost a race, or met damage) is redone run by run with ``write``. Each run's
         result, or the error that stopped it."""
         results: dict[int, Written | Exception] = {}
-        pending: list[tuple[int, Stored, Change, RunRecord]] = []
+        pending: list[Pending] = []
         for i, (found, change) in enumerate(changes):
             new = None if found.record.terminal else change(found.record)
             if new is None or new == found.record:
@@ -207,26 +210,32 @@ class Ledger:
             else:
                 pending.append((i, found, change, replace(new, updated_at=later_than(
                     found.record.updated_at))))  # fmt: skip
-        for chunk, ops, firsts in self._chunks(pending):
+
+        def commit(batch: tuple[list[Pending], list[Op], list[int]]) -> None:
+            chunk, ops, firsts = batch
             try:
                 etags = self.table.transact(ops)
             except ETagMismatch:
                 for i, found, change, _ in chunk:
                     results[i] = _attempt(self.write, found.run_id, change)
-                continue
+                return
             except Exception as exc:  # e.g. storage unavailable: these runs wait for next tick
                 results.update((i, exc) for i, *_ in chunk)
-                continue
+                return
             for (i, _, _, new), first in zip(chunk, firsts, strict=True):
                 results[i] = (Stored(new, etags[first], f"{RUN}{new.run_id}"), True)
+
+        # A few transactions in flight at once: while storage works on one, the next is built.
+        with ThreadPoolExecutor(max_workers=TRANSACTIONS_IN_FLIGHT) as pool:
+            list(pool.map(commit, self._chunks(pending)))
         return [results[i] for i in range(len(changes))]
 
     def _chunks(
-        self, pending: list[tuple[int, Stored, Change, RunRecord]]
-    ) -> Iterator[tuple[list[tuple[int, Stored, Change, RunRecord]], list[Op], list[int]]]:
+        self, pending: list[Pending]
+    ) -> Iterator[tuple[list[Pending], list[Op], list[int]]]:
         """``pending`` cut into transactions of at most MAX_OPS operations: each chunk, its ops,
         and where each run's record op is among them."""
-        chunk: list[tuple[int, Stored, Change, RunRecord]] = []
+        chunk: list[Pending] = []
         ops: list[Op] = []
         firsts: list[int] = []
         for item in pending:

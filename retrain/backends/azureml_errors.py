@@ -67,7 +67,7 @@ def _error_body(exc: Any) -> Mapping[str, Any]:
 
 def _inner_codes(error: Mapping[str, Any]) -> list[str]:
     """The codes down the chain of inner errors (``innerError``, or OData's ``innererror``)."""
-    codes = []
+    codes: list[str] = []
     node = error.get("innerError") or error.get("innererror")
     while isinstance(node, dict) and len(codes) < 16:
         codes.append(str(node.get("code")))
