@@ -58,9 +58,16 @@ def announcer(settings: Settings):  # -> ledger.Announce
     def announce(record: RunRecord) -> list[tuple[str, str, dict[str, Any]]]:
         if not names:
             return []
-        from .notify.events import run_event
+        from .notify.events import cloud_event, event_id, event_type
 
-        event = run_event(record.to_dict(), source=source)
+        event = cloud_event(
+            id=event_id(record.run_id, record.status.value.lower()),
+            source=source,
+            type=event_type(record.status.value),
+            subject=record.run_id,
+            data=record.to_dict(),
+            time=parse_time(record.ended_at or record.updated_at or record.created_at),
+        )
         return [(name, event["id"], event) for name in names]
 
     return announce
