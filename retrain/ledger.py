@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import CorruptDocumentError, NotFoundError, TransientError
-from .records import RunRecord, iso, later_than, parse_time, utcnow
+from .records import RunRecord, later_than, parse_time, utcnow
 from .storage import AlreadyExists, Entity, ETagMismatch, StorageAccount, Table
 from .storage.tables import Op
 
@@ -256,12 +256,12 @@ class Ledger:
         return ops + self._outbox_ops(new) if new.terminal else ops
 
     def _outbox_ops(self, record: RunRecord) -> list[Op]:
-        now = iso(utcnow())
+        """The run's announcements, due at once (``next_at`` empty)."""
         return [
             Op(
                 "upsert",
                 f"{OUTBOX}{sink}|{event_id}",
-                {"event": json.dumps(event), "attempts": 0, "next_at": now, "sink": sink},
+                {"event": json.dumps(event), "attempts": 0, "next_at": "", "sink": sink},
             )
             for sink, event_id, event in self.announce(record)
         ]

@@ -18,26 +18,18 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .errors import RetrainError
 from .records import RunRecord, iso, parse_time
 
 if TYPE_CHECKING:
     from .ledger import Ledger
+    from .notify.sinks import Sink
     from .settings import Settings
 
 BACKOFF_S = 30
 BACKOFF_MAX_S = 3600
-
-
-class Sink(Protocol):
-    """Where announcements go (``notify.sinks``): a stable name, and a send that raises
-    TransientError or PermanentError when the event did not arrive."""
-
-    name: str
-
-    def send(self, event: dict[str, Any]) -> None: ...
 
 
 def sink_names(settings: Settings) -> list[str]:

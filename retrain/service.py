@@ -48,7 +48,7 @@ from .errors import (
     NotFoundError,
 )
 from .ledger import DamagedRun, Ledger
-from .outbox import Sink, announcer, deliver, sink_names
+from .outbox import announcer, deliver, sink_names
 from .records import RunRecord, iso, utcnow
 from .settings import Settings
 from .storage import BlobStore, MessageQueue
@@ -57,6 +57,7 @@ from .sweep import SweepSummary, sweep
 
 if TYPE_CHECKING:
     from .backends.base import Backend
+    from .notify.sinks import Sink
 
 log = logging.getLogger(__name__)
 

@@ -4,12 +4,14 @@ delays its events and never loses them; redelivered triggers and repeated sweeps
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from apphelpers import batch_files, blob_event, idx_labels, submitted_runs, upload
+from receivers import Receiver
 
 from retrain import service as service_module
 from retrain.backends.base import JobState, RunStatus
@@ -114,3 +116,46 @@ def test_no_sink_writes_no_outbox(service, store, backend):
     summary = service.sweep()
     assert summary.completed == 1 and summary.notified == 0
     assert service.ledger.outbox() == []
+
+
+SECRET = "outbox-signing-secret"
+
+
+def test_a_loopback_webhook_gets_each_transition_once_signed_even_after_being_down(
+    settings, store, backend, clock
+):
+    """The real webhook sink and a real HTTP receiver on 127.0.0.1: down (503) for the first
+    ticks, then up; redelivered events and repeated sweeps all along."""
+    with Receiver(secret=SECRET, status=503).serve() as receiver:
+        configured = replace(
+            settings, notify_webhook_url=f"{receiver.url}/hook", notify_webhook_secret=SECRET
+        )
+        svc = RetrainService(configured, store=store, backend=backend, clock=clock)
+        service_module.set_service(svc)
+        try:
+            done, broken = submitted_runs(svc, store, 2)
+            backend.states[done.job_name] = JobState(RunStatus.COMPLETED, "Completed")
+            backend.states[broken.job_name] = JobState(RunStatus.FAILED, "Failed", error="x")
+            for _ in range(3):  # down: every tick tries what is due, nothing is lost
+                svc.sweep()
+                clock.now += timedelta(minutes=5)
+            assert len(receiver.deliveries) >= 2 and len(svc.ledger.outbox()) == 2
+
+            receiver.status = 200
+            receiver.deliveries.clear()
+            for _ in range(3):
+                svc.sweep()
+                blob_event(store, f"{configured.landing_container}/b0/train-images-idx3-ubyte.gz")
+                clock.now += timedelta(hours=2)
+        finally:
+            service_module.set_service(None)
+
+    assert all(d.verified for d in receiver.deliveries)  # X-Retrain-Signature checks out
+    events = [json.loads(d.raw) for d in receiver.deliveries]
+    assert sorted(e["id"] for e in events) == sorted(
+        [f"{done.run_id}:completed", f"{broken.run_id}:failed"]
+    )
+    assert {d.headers["Content-Type"] for d in receiver.deliveries} == {
+        "application/cloudevents+json"
+    }
+    assert svc.ledger.outbox() == []
