@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
 from retrain import azurite as azurite_module
 from retrain.azurite import Azurite, AzuriteError
@@ -54,3 +55,12 @@ def sas_connection(azurite: Azurite) -> str:
         for service in ("blob", "queue", "table")
     )
     return f"{endpoints}SharedAccessSignature={token}"
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, str]:
+    """A throwaway CA for loopback HTTPS fakes; its PEM file is what clients are told to trust."""
+    ca = trustme.CA()
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return ca, str(path)

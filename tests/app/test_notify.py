@@ -89,12 +89,9 @@ def webhook() -> Iterator[Receiver]:
         yield receiver
 
 
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, str]:
-    ca = trustme.CA()
-    path = tmp_path_factory.mktemp("notify-ca") / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return ca, str(path)
+@pytest.fixture
+def ca(test_ca: tuple[trustme.CA, str]) -> tuple[trustme.CA, str]:
+    return test_ca
 
 
 @pytest.fixture

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-import trustme
 from amlhelpers import aml_settings, landing_batch, point_client_at, request_for
-from fake_azureml import FakeAzureML
+from fake_azureml import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeAzureML
 
+from retrain import service as service_module
 from retrain.backends import SubmitRequest, azureml_client
 from retrain.backends.azureml import AzureMLBackend
-
-
-@pytest.fixture(scope="session")
-def test_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, str]:
-    """A throwaway CA; its PEM file is what the SDK is told to trust."""
-    ca = trustme.CA()
-    path = tmp_path_factory.mktemp("ca") / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return ca, str(path)
 
 
 @pytest.fixture
@@ -67,3 +59,29 @@ def make_request() -> Callable[..., SubmitRequest]:
         return request_for(landing_batch(batch, etag), aml_settings(**settings))
 
     return make
+
+
+@pytest.fixture
+def azureml_app(use_fake, azurite, monkeypatch):
+    """App settings as on Azure, with the service built from them on first use."""
+    tag = uuid.uuid4().hex[:10]
+    settings = {
+        "DataStorage": azurite.connection_string,
+        "LANDING_CONTAINER": f"landing-{tag}",
+        "RUNS_TABLE": f"runs{tag}",
+        "SETTLE_QUEUE": f"settle-{tag}",
+        "BATCH_SETTLE_SECONDS": "0",
+        "RETRAIN_BACKEND": "azureml",
+        "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
+        "AZURE_RESOURCE_GROUP": RESOURCE_GROUP,
+        "AZUREML_WORKSPACE_NAME": WORKSPACE,
+        "AZUREML_GPU_COMPUTE": "gpu-cluster",
+        "EXPERIMENT_NAME": "fashion-e2e",
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    service_module.set_service(None)
+    try:
+        yield service_module.get_service()
+    finally:
+        service_module.set_service(None)

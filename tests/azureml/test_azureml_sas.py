@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
-from amlhelpers import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE
 
 from retrain import service as service_module
 from retrain.backends.base import RunStatus
@@ -21,26 +19,11 @@ from apphelpers import blob_event, records
 
 
 @pytest.fixture
-def sas_app(use_fake, sas_connection, monkeypatch):
-    tag = uuid.uuid4().hex[:10]
-    settings = {
-        "DataStorage": sas_connection,
-        "LANDING_CONTAINER": f"landing-{tag}",
-        "RUNS_TABLE": f"runs{tag}",
-        "SETTLE_QUEUE": f"settle-{tag}",
-        "BATCH_SETTLE_SECONDS": "0",
-        "RETRAIN_BACKEND": "azureml",
-        "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
-        "AZURE_RESOURCE_GROUP": RESOURCE_GROUP,
-        "AZUREML_WORKSPACE_NAME": WORKSPACE,
-    }
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
+def sas_app(azureml_app, sas_connection, monkeypatch):
+    """The Azure ML app, its DataStorage a SAS connection string."""
+    monkeypatch.setenv("DataStorage", sas_connection)
     service_module.set_service(None)
-    try:
-        yield service_module.get_service()
-    finally:
-        service_module.set_service(None)
+    return service_module.get_service()
 
 
 def test_the_data_asset_holds_no_sas(sas_app, use_fake, sas_connection, tmp_path):

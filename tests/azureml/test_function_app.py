@@ -6,14 +6,9 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
-from fake_azureml import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE
-
-from retrain import service as service_module
 from retrain.backends import RunStatus
 from retrain.fashion_data import write_batch
 
@@ -25,32 +20,6 @@ from apphelpers import blob_event, records, timer_tick
 METRICS = {"accuracy": 0.934, "count": 40}
 STARTED = datetime(2026, 3, 1, 9, 30, tzinfo=timezone.utc)  # run history's clock, not ours
 ENDED = STARTED + timedelta(minutes=12, seconds=30)
-
-
-@pytest.fixture
-def azureml_app(use_fake, azurite, monkeypatch):
-    """App settings as on Azure, with the service built from them on first use."""
-    tag = uuid.uuid4().hex[:10]
-    settings = {
-        "DataStorage": azurite.connection_string,
-        "LANDING_CONTAINER": f"landing-{tag}",
-        "RUNS_TABLE": f"runs{tag}",
-        "SETTLE_QUEUE": f"settle-{tag}",
-        "BATCH_SETTLE_SECONDS": "0",
-        "RETRAIN_BACKEND": "azureml",
-        "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
-        "AZURE_RESOURCE_GROUP": RESOURCE_GROUP,
-        "AZUREML_WORKSPACE_NAME": WORKSPACE,
-        "AZUREML_GPU_COMPUTE": "gpu-cluster",
-        "EXPERIMENT_NAME": "fashion-e2e",
-    }
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
-    service_module.set_service(None)
-    try:
-        yield service_module.get_service()
-    finally:
-        service_module.set_service(None)
 
 
 def test_landed_batch_runs_on_azure_ml_and_the_timer_records_it(azureml_app, use_fake, tmp_path):
