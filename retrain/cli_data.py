@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("epochs", "batch_size", "learning_rate", "seed", "experiment_name")
-    names += ("cpu_compute", "gpu_compute")
+    names = (
+        *("epochs", "batch_size", "learning_rate", "seed", "experiment_name"),
+        *("cpu_compute", "gpu_compute"),
+    )
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 

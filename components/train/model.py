@@ -98,6 +98,8 @@ class FashionNet(nn.Module):
         self.features = nn.Sequential(*blocks)
         self.classifier = nn.Linear(width * side * side, config.num_classes)
         # (x / 255 - mean) / std as one multiply-add; buffers, so the export bakes them in
+        self.scale: torch.Tensor
+        self.shift: torch.Tensor
         self.register_buffer("scale", torch.tensor(1.0 / (255.0 * config.std)), persistent=False)
         self.register_buffer("shift", torch.tensor(config.mean / config.std), persistent=False)
 

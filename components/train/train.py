@@ -35,7 +35,7 @@ import torch.nn.functional as F
 try:  # a package when imported (tests), a folder of scripts when run (Azure ML, local executor)
     from .model import PRESETS, FashionNet, ModelConfig, Predictor
 except ImportError:
-    from model import PRESETS, FashionNet, ModelConfig, Predictor
+    from model import PRESETS, FashionNet, ModelConfig, Predictor  # type: ignore[no-redef]
 
 # --- settings (the flags are in train.yml; these are the fixed choices, with their reasons) ---
 SHIFT = 2  # pixels of random translation: items are centred, small shifts are realistic
@@ -100,7 +100,8 @@ def train(args: argparse.Namespace) -> dict:
     # the small net on CPU, the full one on GPU, unless asked
     config = ModelConfig.for_device(device) if args.preset == "auto" else PRESETS[args.preset]()
     held_out = load_data(args.eval_data) if args.eval_data else None
-    model = FashionNet(config).to(device, memory_format=torch.channels_last)
+    # torch's stubs omit memory_format beside a device, which Module.to accepts
+    model = FashionNet(config).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=args.learning_rate,
@@ -197,7 +198,8 @@ def evaluate(
     """Test accuracy as score measures it (flip averaging); leaves the model in training mode."""
     model.eval()
     predictor = Predictor(model)
-    images, labels = images.to(model.scale.device), labels.to(model.scale.device)
+    device = next(model.parameters()).device
+    images, labels = images.to(device), labels.to(device)
     correct = torch.zeros((), device=labels.device, dtype=torch.long)
     for start in range(0, len(labels), 1000):
         with autocast:
