@@ -132,9 +132,13 @@ class Ledger:
         return found.record if found else None
 
     def create(self, record: RunRecord, *, token: str = "") -> bool:
+        """``claim``, as True if this call created the record."""
+        return self.claim(record, token=token) is not None
+
+    def claim(self, record: RunRecord, *, token: str = "") -> Stored | None:
         """Create ``record`` (with its active and listing rows) unless a run with its id exists.
-        True if this call created it. ``token`` marks the record row as this caller's until its
-        first update (see ``created_by``)."""
+        The record as stored (with its ETag) if this call created it, else None. ``token`` marks
+        the record row as this caller's until its first update (see ``created_with``)."""
         props = _props(record)
         ops = [Op("create", f"{RUN}{record.run_id}", {**props, "token": token})]
         if not record.terminal:
@@ -143,16 +147,18 @@ class Ledger:
         if record.terminal:  # Rejected: announced like any other end
             ops += self._outbox_ops(record)
         try:
-            self.table.transact(ops)
+            etags = self.table.transact(ops)
         except AlreadyExists:
-            return False
-        return True
+            return None
+        return Stored(record, etags[0], f"{RUN}{record.run_id}")
 
-    def created_by(self, run_id: str, token: str) -> bool:
-        """Whether the run's record is still as the ``create`` that carried ``token`` wrote it:
-        how a caller whose answer was lost learns that its create was applied."""
+    def created_with(self, run_id: str, token: str) -> Stored | None:
+        """The run's record if it is still as the ``claim`` that carried ``token`` wrote it: how
+        a caller whose answer was lost learns that its claim was applied."""
         entity = self.table.get(f"{RUN}{run_id}")
-        return bool(token) and entity is not None and entity.props.get("token") == token
+        if not token or entity is None or entity.props.get("token") != token:
+            return None
+        return Stored(_record(entity), entity.etag, entity.row)
 
     def update(
         self, run_id: str, change: Callable[[RunRecord], RunRecord | None]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from . import keys
 from .backends.base import BlobRef, DataAsset, LandingBatch, RunStatus, SubmitRequest
 from .errors import PermanentError, TransientError
-from .ledger import Ledger
+from .ledger import Ledger, Stored
 from .records import RunRecord, iso, parse_time
 from .settings import Settings
 from .storage import BlobStore
@@ -49,26 +49,27 @@ class Launcher:
         if record.terminal or record.submitted_at is not None:
             return record, False
         if not stored:
-            claimed = replace(record, claimed_at=iso(self.clock()))
-            if self._create_claim(claimed):
-                return self._submit(claimed), True
-        current, took = self.ledger.update(record.run_id, self._take_claim)
+            created = self._create_claim(replace(record, claimed_at=iso(self.clock())))
+            if created is not None:
+                return self._submit(created), True
+        current, took = self.ledger.write(record.run_id, self._take_claim)
         if not took:
-            return current, False
+            return current.record, False
         return self._submit(current), True
 
-    def _create_claim(self, claimed: RunRecord) -> bool:
-        """Create the record holding our claim; True if it is ours. A create whose answer was
-        lost after storage applied it (or whose SDK retry then found it existing) is still
-        ours: the record carries this call's token."""
+    def _create_claim(self, claimed: RunRecord) -> Stored | None:
+        """Create the record holding our claim; the record as stored if it is ours. A create
+        whose answer was lost after storage applied it (or whose SDK retry then found it
+        existing) is still ours: the record carries this call's token."""
         token = uuid.uuid4().hex
         try:
-            if self.ledger.create(claimed, token=token):
-                return True
+            created = self.ledger.claim(claimed, token=token)
+            if created is not None:
+                return created
         except TransientError:
             if self.ledger.read(claimed.run_id) is None:  # it was not applied: the host retries
                 raise
-        return self.ledger.created_by(claimed.run_id, token)
+        return self.ledger.created_with(claimed.run_id, token)
 
     def _take_claim(self, record: RunRecord) -> RunRecord | None:
         """The record with our claim on its submission, or None if it is not ours to take."""
@@ -80,16 +81,18 @@ class Launcher:
             return None
         return replace(record, claimed_at=iso(now))
 
-    def _submit(self, record: RunRecord) -> RunRecord:
-        """Submit a run we hold the claim on and record the result. Any failure gives the claim
-        back before it propagates, so a retry or the next sweep takes it at once."""
+    def _submit(self, claimed: Stored) -> RunRecord:
+        """Submit a run we hold the claim on and record the result (guarded by the ETag the
+        claim left, so no read first). Any failure gives the claim back before it propagates,
+        so a retry or the next sweep takes it at once."""
         try:
-            return self._submit_claimed(record)
+            return self._submit_claimed(claimed)
         except Exception:
-            self._release(record.run_id, record.claimed_at)
+            self._release(claimed.run_id, claimed.record.claimed_at)
             raise
 
-    def _submit_claimed(self, record: RunRecord) -> RunRecord:
+    def _submit_claimed(self, claimed: Stored) -> RunRecord:
+        record = claimed.record
         try:
             submission = self.backend().submit(self._submit_request(record))
         except TransientError:
@@ -108,7 +111,7 @@ class Launcher:
                     attempts=r.attempts + 1,
                 )
 
-            return self.ledger.update(record.run_id, failed)[0]
+            return self.ledger.write(record.run_id, failed, current=claimed)[0].record
         # A job that was already over is recorded by the next sweep, with its metrics.
         status = RunStatus.SUBMITTED if submission.status.terminal else submission.status
 
@@ -126,7 +129,7 @@ class Launcher:
                 attempts=r.attempts + 1,
             )
 
-        done, _ = self.ledger.update(record.run_id, submitted)
+        done = self.ledger.write(record.run_id, submitted, current=claimed)[0].record
         log.info(
             "run %s submitted as %s%s",
             record.run_id,
@@ -182,7 +185,7 @@ class Launcher:
 
     def resume(self, record: RunRecord) -> bool:
         """Submit a claimed-but-unsubmitted run whose claim is free or expired. True if it did."""
-        current, took = self.ledger.update(record.run_id, self._take_claim)
+        current, took = self.ledger.write(record.run_id, self._take_claim)
         if took:
             self._submit(current)
         return took

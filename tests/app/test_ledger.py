@@ -79,7 +79,8 @@ def test_concurrent_claims_on_distinct_runs_are_all_listed_and_active(ledger):
 def test_the_creator_knows_its_claim_by_its_token(ledger):
     assert ledger.create(record("k1"), token="mine")
     assert not ledger.create(record("k1"), token="theirs")
-    assert ledger.created_by("k1", "mine") and not ledger.created_by("k1", "theirs")
+    assert ledger.created_with("k1", "mine") == ledger.read("k1")
+    assert ledger.created_with("k1", "theirs") is None
 
 
 def test_concurrent_updates_lose_nothing(ledger):
