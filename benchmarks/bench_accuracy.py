@@ -65,7 +65,7 @@ def main() -> None:
         env["OMP_NUM_THREADS"] = str(args.threads)
     pin = ["taskset", "-c", args.cpus] if args.cpus else []
     cuda = _cuda(env)
-    print(f"machine: {platform.processor() or platform.machine()}, {_cpu_model()}")
+    print(f"machine: {_cpu_model()}")
     print(f"CPU flags: {' '.join(f for f in FLAGS if f in _cpu_flags()) or 'none of'} "
           f"({'bf16' if _cpu_bf16() else 'no bf16'}); GPU: {cuda or 'none'}")  # fmt: skip
 

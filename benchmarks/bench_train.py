@@ -72,7 +72,8 @@ def main() -> None:
             log = train(root / "train", root / "gpu", epochs=10)
             print(f"GPU ({torch.cuda.get_device_name()}), 60000 images, batch 256, bf16:")
             print(
-                f"  10 epochs: {log['seconds']:.1f} s ({log['seconds_per_epoch']:.2f} s/epoch, "
+                f"  10 epochs: {log['seconds']:.1f} s ({log['seconds_per_epoch']:.2f} s/epoch "
+                f"mean, {log['seconds_per_epoch_median']:.2f} median, "
                 f"{log['images_per_second']:.0f} images/s); process {log['process_seconds']:.1f} s"
             )
         else:
