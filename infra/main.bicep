@@ -45,6 +45,9 @@ param mlStorageIdentityOnly bool = false
 @description('Landing container: <container>/<batch>/<file>.')
 param landingContainer string = 'landing'
 
+@description('true: an Event Grid topic for run notifications (CloudEvents), wired to the app as NOTIFY_EVENTGRID_ENDPOINT, with the publisher role.')
+param notifyEventGrid bool = false
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 
@@ -70,6 +73,7 @@ module resources 'resources.bicep' = {
     cpuMaxNodes: cpuMaxNodes
     mlStorageIdentityOnly: mlStorageIdentityOnly
     landingContainer: landingContainer
+    notifyEventGrid: notifyEventGrid
   }
 }
 

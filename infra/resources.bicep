@@ -11,6 +11,7 @@ param gpuMaxNodes int
 param cpuMaxNodes int
 param mlStorageIdentityOnly bool
 param landingContainer string
+param notifyEventGrid bool
 
 var runsTable = 'runs'
 var settleQueue = 'retrain-settle'
@@ -78,6 +79,24 @@ module ml 'modules/ml-workspace.bicep' = {
   }
 }
 
+// Run notifications (optional): CloudEvents in, for Logic Apps, Teams or e-mail subscribers.
+resource notifyTopic 'Microsoft.EventGrid/topics@2022-06-15' = if (notifyEventGrid) {
+  // checkov:skip=CKV_AZURE_193:the Function App (no VNet in this template) publishes over the public endpoint; Entra ID guards it, local auth is off
+  // checkov:skip=CKV_AZURE_192:checkov reads no properties of a conditional (if) resource; disableLocalAuth is true below
+  // checkov:skip=CKV_AZURE_191:checkov reads no properties of a conditional (if) resource; the identity is system-assigned below
+  name: 'evgt-notify-${resourceToken}'
+  location: location
+  tags: tags
+  identity: {
+    type: 'SystemAssigned' // for delivery to identity-based subscribers
+  }
+  properties: {
+    inputSchema: 'CloudEventSchemaV1_0'
+    disableLocalAuth: true
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
 module functionApp 'modules/function-app.bicep' = {
   name: 'function-app'
   params: {
@@ -102,6 +121,7 @@ module functionApp 'modules/function-app.bicep' = {
     gpuCompute: ml.outputs.gpuCompute
     gpuInstanceType: gpuVmSize
     mlEnvironment: ml.outputs.environment
+    notifyEventGridEndpoint: notifyEventGrid ? notifyTopic.properties.endpoint : ''
   }
 }
 
@@ -120,6 +140,7 @@ module roles 'modules/roles.bicep' = {
     mlStorageName: ml.outputs.storageName
     registryName: ml.outputs.registryName
     mlStorageIdentityOnly: mlStorageIdentityOnly
+    notifyTopicName: notifyEventGrid ? notifyTopic.name : ''
   }
 }
 

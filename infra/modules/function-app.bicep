@@ -11,7 +11,6 @@
 //   TRAIN_SEED=0
 //   NOTIFY_WEBHOOK_URL=               (optional sink: set it, and its secret, as app settings or Key Vault references)
 //   NOTIFY_WEBHOOK_SECRET=            (optional: the webhook's HMAC secret; never in a template)
-//   NOTIFY_EVENTGRID_ENDPOINT=        (optional sink: a topic endpoint; grant the app EventGrid Data Sender)
 // AzureWebJobsStorage and DataStorage are identity-based: their __serviceUri settings below.
 param name string
 param planName string
@@ -34,6 +33,8 @@ param cpuCompute string
 param gpuCompute string
 param gpuInstanceType string
 param mlEnvironment string
+@description('The run notifications topic\'s endpoint (notifyEventGrid); empty: none.')
+param notifyEventGridEndpoint string = ''
 param dataAssetName string = 'fashion-mnist'
 param experimentName string = 'fashion-retraining'
 param trainEpochs int = 20
@@ -99,6 +100,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'AZUREML_GPU_COMPUTE', value: gpuCompute }
         { name: 'AZUREML_GPU_INSTANCE_TYPE', value: gpuInstanceType }
         { name: 'AZUREML_ENVIRONMENT', value: mlEnvironment }
+        { name: 'NOTIFY_EVENTGRID_ENDPOINT', value: notifyEventGridEndpoint }
         { name: 'DATA_ASSET_NAME', value: dataAssetName }
         { name: 'EXPERIMENT_NAME', value: experimentName }
         { name: 'TRAIN_EPOCHS', value: string(trainEpochs) }

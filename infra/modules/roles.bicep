@@ -13,6 +13,8 @@ param workspaceName string
 param mlStorageName string
 param registryName string
 param mlStorageIdentityOnly bool
+@description('The run notifications topic (notifyEventGrid); empty: none.')
+param notifyTopicName string = ''
 
 // Built-in role definition ids (the same in every tenant).
 var roles = {
@@ -24,6 +26,7 @@ var roles = {
   'Monitoring Metrics Publisher': '3913510d-42f4-4e42-8a64-420c390055eb'
   'AzureML Data Scientist': 'f6c7c914-8db3-469d-8ca1-694a8f32e121'
   AcrPull: '7f951dda-4ed3-4680-a7ca-43fe172d538d'
+  'EventGrid Data Sender': 'd5a91429-5739-47e2-a06b-3470a27159e7'
 }
 
 resource dataStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -52,6 +55,10 @@ resource mlStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
 resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' existing = {
   name: registryName
+}
+
+resource notifyTopic 'Microsoft.EventGrid/topics@2022-06-15' existing = if (!empty(notifyTopicName)) {
+  name: notifyTopicName
 }
 
 // --- the Function App's identity -------------------------------------------------------------
@@ -141,6 +148,17 @@ resource funcMlStorage 'Microsoft.Authorization/roleAssignments@2022-04-01' = if
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
     description: 'Identity-based datastores: upload component code and download output_result without an account key.'
+  }
+}
+
+resource funcNotify 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(notifyTopicName)) {
+  name: guid(notifyTopic.id, functionPrincipalId, roles['EventGrid Data Sender'])
+  scope: notifyTopic
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['EventGrid Data Sender'])
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Publish run notifications (CloudEvents) to the topic with Entra ID (local auth is off).'
   }
 }
 

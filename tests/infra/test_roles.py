@@ -24,6 +24,7 @@ SCOPES = {
     "ML workspace": "workspace",
     "workspace storage": "mlStorage",
     "container registry": "registry",
+    "notifications topic": "notifyTopic",
 }
 CONDITION = re.compile(r"\(when `(\w+)`[^)]*\)")
 
