@@ -69,6 +69,11 @@ class TransientError(RetrainError):
     """Storage or backend temporarily unavailable; safe to retry."""
 
 
+def is_transient_status(status: int | None) -> bool:
+    """Whether an HTTP answer means "try again later" (408, 429, 5xx), for every service alike."""
+    return status in (408, 429) or (status is not None and status >= 500)
+
+
 class CorruptDocumentError(RetrainError):
     """A blob that should hold our JSON document does not; ``etag`` lets a writer replace it."""
 

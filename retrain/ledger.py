@@ -179,8 +179,8 @@ class Ledger:
         ``change`` returns the new record, or None for "leave it"; it never sees a terminal
         record. ``current`` (as read already) saves the first read."""
         missing_active = False
+        found = current or self.read(run_id)
         for attempt in range(UPDATE_ATTEMPTS):
-            found = current if attempt == 0 and current is not None else self.read(run_id)
             if found is None:
                 raise NotFoundError(f"run {run_id}: no such run")
             if found.record.terminal:
@@ -192,10 +192,14 @@ class Ledger:
             try:
                 etags = self.table.transact(self._write_ops(new, found, missing_active))
             except ETagMismatch:
-                # Lost a race, or (guarded on the record, which did not change) the active row
-                # is missing: damage from outside, healed by this write.
-                again = self.read(run_id) if found.row.startswith(RUN) else None
-                missing_active = again is not None and again.etag == found.etag
+                # Lost a race (the next attempt starts from this read), or, guarded on a record
+                # that did not change, the active row is missing: damage from outside, healed
+                # by this write.
+                again = self.read(run_id)
+                missing_active = (
+                    found.row.startswith(RUN) and again is not None and again.etag == found.etag
+                )
+                found = again
                 _backoff(attempt)
                 continue
             return Stored(new, etags[0], f"{RUN}{run_id}"), True
@@ -309,7 +313,7 @@ class Ledger:
         return runs
 
     def records(self) -> list[RunRecord]:
-        """Every run's record (costs O(history): tests, the CLI and the demo, never a trigger)."""
+        """Every run's record (costs O(history): for tests and tools, never a trigger)."""
         return [_record(entity) for entity in self.table.query(RUN)]
 
 

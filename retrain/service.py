@@ -29,7 +29,7 @@ from .backends.base import (
     DataAsset,
     RunStatus,
 )
-from .batches import Batch, select_files
+from .batches import FILE_NAMES, Batch
 from .decisions import (
     BatchData,
     Ignore,
@@ -92,8 +92,8 @@ class IdempotencyConflictError(InvalidRequestError):
 class Outcome:
     """What one blob event led to (logged by the trigger)."""
 
-    action: str  # ignored | waiting | settling | rejected | submitted | duplicate | in_progress
-    # | failed
+    # ignored | waiting | settling | rejected | submitted | duplicate | in_progress | failed
+    action: str
     reason: str
     run_id: str | None = None
 
@@ -207,11 +207,11 @@ class RetrainService:
     def _find_batch(self, data: BatchData) -> Batch:
         container = self.settings.landing_container
         listing = self.store.list(container, f"{data.name}/")
-        if not select_files(data.name, listing)[0]:
-            raise UnknownDataError(f"no batch {data.name!r} in container {container!r}")
         decision = decide_batch(
             container, data.name, listing, now=self.clock(), settle_s=self.settings.settle_seconds
         )
+        if isinstance(decision, Wait) and len(decision.missing) == len(FILE_NAMES):
+            raise UnknownDataError(f"no batch {data.name!r} in container {container!r}")
         if isinstance(decision, Wait):
             missing = ", ".join(decision.missing)
             raise IncompleteBatchError("data", f"batch {data.name!r} is missing {missing}")

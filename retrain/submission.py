@@ -95,8 +95,6 @@ class Launcher:
         record = claimed.record
         try:
             submission = self.backend().submit(self._submit_request(record))
-        except TransientError:
-            raise
         except PermanentError as exc:
             log.error("run %s: submission failed: %s", record.run_id, exc)
             reason = str(exc)

@@ -129,16 +129,17 @@ class Moved:
 
 
 def _written(run: Stored, outcome: tuple[Stored, bool] | Exception) -> Result:
+    """What writing one moved run came to."""
     if isinstance(outcome, Exception):
         return _failed(run.run_id, outcome)
     stored, changed = outcome
     if not changed:
         return "unchanged", logging.DEBUG, None
     done = stored.record
-    if done.terminal:
-        return done.status.value.lower(), logging.INFO, f"run {done.run_id} {done.status.value} " \
-            f"({done.reason or 'ok'})"  # fmt: skip
-    return "updated", logging.DEBUG, None
+    if not done.terminal:
+        return "updated", logging.DEBUG, None
+    line = f"run {done.run_id} {done.status.value} ({done.reason or 'ok'})"
+    return done.status.value.lower(), logging.INFO, line
 
 
 def _failed(run_id: str, exc: Exception) -> Result:

@@ -21,9 +21,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigurationError, NotFoundError, SubmissionError, TransientError
+from ..errors import (
+    ConfigurationError,
+    NotFoundError,
+    SubmissionError,
+    TransientError,
+    is_transient_status,
+)
 from .azureml_client import get_client, get_components
-from .azureml_errors import is_job_name_conflict, is_transient_status, one_line, translate
+from .azureml_errors import is_job_name_conflict, one_line, translate
 from .base import (
     DataAsset,
     JobState,

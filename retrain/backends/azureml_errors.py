@@ -27,7 +27,13 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..errors import ConfigurationError, PermanentError, SubmissionError, TransientError
+from ..errors import (
+    ConfigurationError,
+    PermanentError,
+    SubmissionError,
+    TransientError,
+    is_transient_status,
+)
 
 # The service's answer to a PUT of a job name that exists with another body: HTTP 400, code
 # UserError, "A job with this name already exists. ... Only description, tags, displayName,
@@ -73,10 +79,6 @@ def _inner_codes(error: Mapping[str, Any]) -> list[str]:
         codes.append(str(node.get("code")))
         node = node.get("innerError") or node.get("innererror")
     return codes
-
-
-def is_transient_status(status: int | None) -> bool:
-    return status in (408, 429) or (status is not None and status >= 500)
 
 
 def one_line(exc: BaseException) -> str:

@@ -8,12 +8,18 @@ would carry the URL.
 
 from __future__ import annotations
 
-from ..errors import ConfigurationError, PermanentError, RetrainError, TransientError
+from ..errors import (
+    ConfigurationError,
+    PermanentError,
+    RetrainError,
+    TransientError,
+    is_transient_status,
+)
 
 
 def for_status(sink: str, status: int) -> RetrainError:
     """The error for a non-success answer ``status`` from ``sink`` (e.g. "the webhook")."""
-    if status in (408, 429) or status >= 500:
+    if is_transient_status(status):
         return TransientError(f"{sink} answered {status}; will retry")
     if status in (401, 403):
         return ConfigurationError(f"{sink} refused our credentials ({status})")

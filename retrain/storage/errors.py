@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..errors import ConfigurationError, NotFoundError, StorageRefusedError, TransientError
+from ..errors import (
+    ConfigurationError,
+    NotFoundError,
+    StorageRefusedError,
+    TransientError,
+    is_transient_status,
+)
 
 
 class ETagMismatch(Exception):
@@ -53,7 +59,7 @@ def mapped(what: str) -> Iterator[None]:
             raise ETagMismatch(what) from exc
         if status == 409 and "AlreadyExists" in str(getattr(exc, "error_code", "") or ""):
             raise AlreadyExists(what) from exc
-        if status in (408, 429) or status >= 500:
+        if is_transient_status(status):
             raise TransientError(f"{what}: storage answered {status}") from exc
         if status == 403:
             raise ConfigurationError(
