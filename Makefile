@@ -50,4 +50,4 @@ bench: $(STAMP) node_modules/.installed
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(IAC) node_modules .runs .demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(IAC) node_modules .runs .models .demo .pytest_cache .ruff_cache

@@ -9,6 +9,7 @@ Each function turns its trigger into one call into ``retrain.service`` and answe
 - ``start_retrain``  ``POST /api/retrain``: the webhook; 202 with the run id and status URL.
 - ``get_run``        ``GET /api/retrain/{run_id}``: one run record.
 - ``list_runs``      ``GET /api/retrain``: recent runs, newest first.
+- ``list_models``    ``GET /api/models``: registered model versions, newest first; the champion.
 - ``sweep_runs``     timer on ``%SWEEP_SCHEDULE%``: records how active runs ended.
 
 Importing builds no SDK client and imports neither azure.ai.ml nor torch: the host indexes the app
@@ -27,20 +28,9 @@ from retrain.decisions import parse_limit, parse_retrain_request, parse_run_id
 from retrain.errors import ConfigurationError, PermanentError
 from retrain.http_api import json_errors, respond, started
 from retrain.service import Outcome, get_service
+from retrain.settings import blob_trigger_source
 
 log = logging.getLogger("function_app")
-
-
-def blob_source(env: dict[str, str] | os._Environ = os.environ) -> func.BlobSource:
-    """``BLOB_TRIGGER_SOURCE``: EventGrid (default; the only source on Flex Consumption) or
-    LogsAndContainerScan (polling). Read when the host indexes the app."""
-    raw = env.get("BLOB_TRIGGER_SOURCE", "").strip() or "EventGrid"
-    for source in func.BlobSource:
-        if source.value.lower() == raw.lower():
-            return source
-    raise ConfigurationError(
-        f"BLOB_TRIGGER_SOURCE: expected EventGrid or LogsAndContainerScan, got {raw!r}"
-    )
 
 
 def _act(what: str, handle: Callable[[], Outcome]) -> None:
@@ -64,7 +54,7 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
     arg_name="blob",
     path="%LANDING_CONTAINER%/{batch}/{file}",
     connection="DataStorage",
-    source=blob_source(),
+    source=blob_trigger_source(os.environ),
 )
 def landing_blob(blob: func.InputStream) -> None:
     """A blob landed: its batch runs once complete and settled."""
@@ -109,9 +99,18 @@ def list_runs(req: func.HttpRequest) -> func.HttpResponse:
     return respond(200, {"runs": [run.to_dict() for run in runs], "count": len(runs)})
 
 
+@app.function_name("list_models")
+@app.route(route="models", methods=["GET"])
+@json_errors
+def list_models(req: func.HttpRequest) -> func.HttpResponse:
+    """Registered versions of ``MODEL_NAME``, newest first (``?limit=N``), and the champion."""
+    return respond(200, get_service().list_models(parse_limit(req.params)))
+
+
 @app.function_name("sweep_runs")
 @app.timer_trigger(arg_name="timer", schedule="%SWEEP_SCHEDULE%", run_on_startup=False)
 def sweep_runs(timer: func.TimerRequest) -> None:
-    """Record how every active run stands; terminal records are written once."""
+    """Record how every active run stands (terminal records are written once); register each
+    completed run's model and promote a better one; deliver the announcements."""
     summary = get_service().sweep()
     log.log(logging.INFO if summary.eventful else logging.DEBUG, "sweep_runs: %s", summary)

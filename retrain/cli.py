@@ -17,6 +17,7 @@ from typing import Any
 
 from . import keys
 from .cli_data import data_source, folder_key, local_folder, overrides
+from .cli_models import cmd_models
 from .cli_run import cmd_run, cmd_status
 from .errors import RetrainError
 from .settings import BACKENDS, Settings
@@ -33,6 +34,7 @@ examples:
   {PROG} run landing/batch-7 --backend azureml --json
   {PROG} run azureml:fashion-mnist:7 --backend azureml
   {PROG} status fashion-retrain-0123456789abcdef
+  {PROG} models                                registered versions and the champion
 
 DATA is a folder holding train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte
 and t10k-labels-idx1-ubyte (each optionally .gz); for Azure ML also a batch of the landing
@@ -147,6 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--backend", choices=BACKENDS, help="default: $RETRAIN_BACKEND")
     status.add_argument("--json", action="store_true", help="print the status as one JSON line")
     status.set_defaults(func=cmd_status)
+
+    models = commands.add_parser(
+        "models",
+        help="registered model versions and the champion",
+        description="The registered versions of MODEL_NAME, newest first, and which one is "
+        "champion, from the run ledger (what GET /api/models shows).",
+    )
+    models.add_argument("--limit", type=_positive_int, default=20, help="versions (default 20)")
+    models.add_argument("--json", action="store_true", help="print the GET /api/models document")
+    models.set_defaults(func=cmd_models)
 
     commands.add_parser(
         "demo",

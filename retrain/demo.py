@@ -30,6 +30,7 @@ DEMO_DIR = PROJECT_ROOT / ".demo"
 DEFAULTS = {
     "RETRAIN_BACKEND": "local",
     "LOCAL_RUNS_DIR": str(DEMO_DIR / "runs"),
+    "LOCAL_MODELS_DIR": str(DEMO_DIR / "models"),
     "LANDING_CONTAINER": "landing",
     "RUNS_TABLE": "runs",
     "SETTLE_QUEUE": "retrain-settle",

@@ -173,11 +173,14 @@ class Ledger:
         change: Callable[[RunRecord], RunRecord | None],
         *,
         current: Stored | None = None,
+        also: Callable[[RunRecord], list[Op]] | None = None,
     ) -> tuple[Stored, bool]:
         """Apply ``change`` to the record in one guarded transaction, retrying lost races.
 
         ``change`` returns the new record, or None for "leave it"; it never sees a terminal
-        record. ``current`` (as read already) saves the first read."""
+        record. ``current`` (as read already) saves the first read. ``also`` adds operations on
+        other rows of the partition to the same transaction (a promotion's champion row); if
+        one of them loses a race, the whole change is made again from fresh reads."""
         missing_active = False
         found = current or self.read(run_id)
         for attempt in range(UPDATE_ATTEMPTS):
@@ -189,16 +192,21 @@ class Ledger:
             if new is None or new == found.record:
                 return found, False
             new = replace(new, updated_at=later_than(found.record.updated_at))
+            ops = self._write_ops(new, found, missing_active)
             try:
-                etags = self.table.transact(self._write_ops(new, found, missing_active))
-            except ETagMismatch:
+                etags = self.table.transact(ops + (also(new) if also else []))
+            except ETagMismatch as exc:
                 # Lost a race (the next attempt starts from this read), or, guarded on a record
                 # that did not change, the active row is missing: damage from outside, healed
-                # by this write.
+                # by this write. Storage names the failed row; without its word, only a write
+                # with no other rows can tell.
                 again = self.read(run_id)
-                missing_active = (
+                unchanged = (
                     found.row.startswith(RUN) and again is not None and again.etag == found.etag
                 )
+                active = f"{ACTIVE}{run_id}"
+                failed_on_active = exc.row == active if exc.row else also is None
+                missing_active = unchanged and failed_on_active
                 found = again
                 _backoff(attempt)
                 continue

@@ -1,4 +1,5 @@
-"""Run notifications through an outbox: every terminal transition is announced once per sink.
+"""Run notifications through an outbox: every terminal transition, and every promotion of a
+run's model to champion, is announced once per sink.
 
 The announcement (a CloudEvent, see ``notify/``) is written as an ``outbox|<sink>|<event id>``
 row in the very transaction that makes the run terminal, so it can be neither lost (the
@@ -43,24 +44,39 @@ def sink_names(settings: Settings) -> list[str]:
 
 
 def announcer(settings: Settings):  # -> ledger.Announce
-    """What the ledger writes when a run turns terminal: one event per configured sink."""
+    """What the ledger writes when a run turns terminal: one event per configured sink, and a
+    ``model.promoted`` event beside it when the run's model became champion."""
     names = sink_names(settings)
     source = f"/fashion-retrain/{settings.landing_container}"
 
     def announce(record: RunRecord) -> list[tuple[str, str, dict[str, Any]]]:
         if not names:
             return []
-        from .notify.events import cloud_event, event_id, event_type
+        from .notify.events import PROMOTED, cloud_event, event_id, event_type
 
-        event = cloud_event(
-            id=event_id(record.run_id, record.status.value.lower()),
-            source=source,
-            type=event_type(record.status.value),
-            subject=record.run_id,
-            data=record.to_dict(),
-            time=parse_time(record.ended_at or record.updated_at or record.created_at),
-        )
-        return [(name, event["id"], event) for name in names]
+        when = parse_time(record.ended_at or record.updated_at or record.created_at)
+        events = [
+            cloud_event(
+                id=event_id(record.run_id, record.status.value.lower()),
+                source=source,
+                type=event_type(record.status.value),
+                subject=record.run_id,
+                data=record.to_dict(),
+                time=when,
+            )
+        ]
+        if record.model and record.model.get("promoted"):  # in the same transaction
+            events.append(
+                cloud_event(
+                    id=event_id(record.run_id, "promoted"),
+                    source=source,
+                    type=PROMOTED,
+                    subject=f"{record.model['name']}:{record.model['version']}",
+                    data=record.to_dict(),
+                    time=when,
+                )
+            )
+        return [(name, event["id"], event) for event in events for name in names]
 
     return announce
 

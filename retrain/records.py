@@ -67,6 +67,9 @@ class RunRecord:
     ended_at: str | None = None
     duration_s: float | None = None
     metrics: dict[str, Any] | None = None  # score metrics once Completed: "accuracy", ...
+    # Once Completed: the registered version and whether it became champion, and why
+    # ({"name", "version", "promoted", "reason", "champion_before"}; see models.py).
+    model: dict[str, Any] | None = None
     blobs: list[dict[str, str]] = field(default_factory=list)  # [{"name", "etag"}] keyed on
     params: dict[str, Any] = field(default_factory=dict)  # "epochs", "experiment" asked for
     idempotency_key: str | None = None

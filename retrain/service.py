@@ -22,13 +22,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import keys
-from .backends.base import (
-    DataAsset,
-    RunStatus,
-)
+from .backends.base import DataAsset, RunStatus, registry_of
 from .batches import FILE_NAMES, Batch
 from .decisions import (
     BatchData,
@@ -48,6 +45,7 @@ from .errors import (
     NotFoundError,
 )
 from .ledger import DamagedRun, Ledger
+from .model_ledger import ModelBook, ModelDesk
 from .outbox import announcer, deliver, sink_names
 from .records import RunRecord, iso, utcnow
 from .settings import Settings
@@ -117,7 +115,10 @@ class RetrainService:
         self.ledger = Ledger(self.store.account, settings.runs_table, announcer(settings))
         self._sinks: dict[str, Sink] | None = None
         self.settle_queue = MessageQueue(self.store.account, settings.settle_queue)
-        self.launcher = Launcher(settings, self.ledger, self.store, lambda: self.backend, clock)
+        self.launcher = Launcher(
+            settings, self.ledger, self.store, lambda: self.backend, clock, lambda: self.models
+        )
+        self.book = ModelBook(self.ledger, settings.model_name)
         self.clock = clock
         self._backend = backend
         self._lock = threading.Lock()
@@ -132,6 +133,14 @@ class RetrainService:
 
                     self._backend = get_backend(self.settings)
         return self._backend
+
+    @property
+    def models(self) -> ModelDesk | None:
+        """Model delivery through the backend's registry (None: the backend has none)."""
+        registry = registry_of(self.backend)
+        if registry is None:
+            return None
+        return ModelDesk(registry, self.book, self.settings.promote_min_gain)
 
     # --- blob trigger ----------------------------------------------------------------------------
 
@@ -242,6 +251,10 @@ class RetrainService:
         """The newest runs; one whose record is damaged is listed as such."""
         return self.ledger.recent(limit)
 
+    def list_models(self, limit: int) -> dict[str, Any]:
+        """The registered versions of ``MODEL_NAME``, newest first, and the champion."""
+        return self.book.listing(limit)
+
     # --- timer -----------------------------------------------------------------------------------
 
     def sweep(self) -> SweepSummary:
@@ -253,6 +266,7 @@ class RetrainService:
             concurrency=self.settings.sweep_concurrency,
             resume=self.launcher.resume,
             clock=self.clock,
+            models=lambda: self.models,
         )
         if not sink_names(self.settings):
             return summary

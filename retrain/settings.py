@@ -18,6 +18,20 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("local", "azureml")
 
 
+def blob_trigger_source(env: Mapping[str, str]) -> Any:  # -> azure.functions.BlobSource
+    """``BLOB_TRIGGER_SOURCE``: EventGrid (default; the only source on Flex Consumption) or
+    LogsAndContainerScan (polling). Read when the host indexes the app."""
+    import azure.functions as func
+
+    raw = env.get("BLOB_TRIGGER_SOURCE", "").strip() or "EventGrid"
+    for source in func.BlobSource:
+        if source.value.lower() == raw.lower():
+            return source
+    raise ConfigurationError(
+        f"BLOB_TRIGGER_SOURCE: expected EventGrid or LogsAndContainerScan, got {raw!r}"
+    )
+
+
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name, "").strip()
     if not raw:
@@ -42,6 +56,34 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if value <= 0:
         raise ConfigurationError(f"{name}: must be positive, got {value}")
     return value
+
+
+def _gain(env: Mapping[str, str]) -> float:
+    """``PROMOTE_MIN_GAIN``: an accuracy difference (0.005 is half a point), from 0 to 1."""
+    raw = env.get("PROMOTE_MIN_GAIN", "").strip()
+    if not raw:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"PROMOTE_MIN_GAIN: expected a number, got {raw!r}") from None
+    if not 0 <= value < 1:
+        raise ConfigurationError(
+            f"PROMOTE_MIN_GAIN: expected an accuracy difference from 0 to 1 "
+            f"(0.005 is half a point), got {raw}"
+        )
+    return value
+
+
+def _model_name(name: str) -> str:
+    """Azure ML's naming rule for a model (letters, digits, '-', '_', '.'; a letter or digit
+    first; at most 255), checked up front so both registries accept the same names."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}", name):
+        raise ConfigurationError(
+            f"MODEL_NAME: expected letters, digits, '-', '_' or '.', starting with a letter or "
+            f"digit; got {name!r}"
+        )
+    return name
 
 
 def _table_name(name: str) -> str:
@@ -72,6 +114,11 @@ class Settings:
 
     backend: str = "local"
     local_runs_dir: Path = PROJECT_ROOT / ".runs"
+    local_models_dir: Path = PROJECT_ROOT / ".models"  # the local backend's model registry
+
+    # Model delivery: every Completed run registers a version; a better one becomes champion.
+    model_name: str = "fashion-mnist-cnn"
+    promote_min_gain: float = 0.0  # accuracy difference over the champion needed to promote
 
     # Azure ML workspace (or a config.json found like MLClient.from_config does).
     subscription_id: str | None = None
@@ -117,6 +164,7 @@ class Settings:
                 f"RETRAIN_BACKEND: expected one of {', '.join(BACKENDS)}, got {backend!r}"
             )
         runs_dir = env.get("LOCAL_RUNS_DIR", "").strip()
+        models_dir = env.get("LOCAL_MODELS_DIR", "").strip()
         return cls(
             storage_connection=connection,
             storage_blob_uri=blob_uri,
@@ -131,6 +179,9 @@ class Settings:
             settle_seconds=_int(env, "BATCH_SETTLE_SECONDS", cls.settle_seconds, minimum=0),
             backend=backend,
             local_runs_dir=Path(runs_dir) if runs_dir else PROJECT_ROOT / ".runs",
+            local_models_dir=Path(models_dir) if models_dir else PROJECT_ROOT / ".models",
+            model_name=_model_name(env.get("MODEL_NAME", "").strip() or cls.model_name),
+            promote_min_gain=_gain(env),
             subscription_id=env.get("AZURE_SUBSCRIPTION_ID", "").strip() or None,
             resource_group=env.get("AZURE_RESOURCE_GROUP", "").strip() or None,
             workspace_name=env.get("AZUREML_WORKSPACE_NAME", "").strip() or None,

@@ -27,6 +27,7 @@ from .storage import BlobStore
 
 if TYPE_CHECKING:
     from .backends.base import Backend
+    from .model_ledger import ModelDesk
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Launcher:
     store: BlobStore
     backend: Callable[[], Backend]
     clock: Callable[[], datetime]
+    models: Callable[[], ModelDesk | None] = lambda: None
 
     def launch(self, record: RunRecord, *, stored: bool) -> tuple[RunRecord, bool]:
         """Claim the run (create its record, or take a free claim on the ``stored`` one) and
@@ -164,6 +166,7 @@ class Launcher:
             data_version = keys.data_version(keys.run_key(record.source, versions))
         job_name = record.job_name or keys.job_name(record.run_id)
         pipeline = self.settings.pipeline_settings(
+            **self._champion(),
             job_name=job_name,
             epochs=record.params.get("epochs"),
             experiment_name=record.params.get("experiment"),
@@ -180,6 +183,18 @@ class Launcher:
             data_version=data_version,
             pipeline=pipeline,
         )
+
+    def _champion(self) -> dict[str, str]:
+        """The champion to score the new model against, on the same test data (none: a
+        first run, or a backend without a registry)."""
+        desk = self.models()
+        champion = desk.book.champion() if desk else None
+        if desk is None or champion is None:
+            return {}
+        return {
+            "champion_model": desk.registry.model_input(champion.model, champion.version),
+            "champion_version": champion.version,
+        }
 
     def resume(self, record: RunRecord) -> bool:
         """Submit a claimed-but-unsubmitted run whose claim is free or expired. True if it did."""

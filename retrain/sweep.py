@@ -22,12 +22,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .backends.base import JobState, RunStatus
-from .errors import CorruptDocumentError, NotFoundError
+from .errors import CorruptDocumentError, NotFoundError, PermanentError
 from .ledger import DamagedRun, Ledger, Stored
 from .records import RunRecord, iso, parse_time, utcnow
 
 if TYPE_CHECKING:
     from .backends.base import Backend
+    from .model_ledger import Completion, ModelDesk
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,14 @@ class SweepSummary:
     pending: int = 0  # a submission in flight elsewhere
     damaged: int = 0  # a run whose record cannot be read (skipped; logged)
     errors: int = 0  # checked again next tick
+    promoted: int = 0  # completed runs whose model became champion
     notified: int = 0  # announcements delivered
     notify_retrying: int = 0  # announcements whose sink failed: kept for a later try
 
     @property
     def eventful(self) -> bool:
         """Whether the tick changed anything or hit an error (worth an info-level log line)."""
-        return any((self.updated, self.completed, self.failed, self.canceled,
+        return any((self.updated, self.completed, self.failed, self.canceled, self.promoted,
                     self.resubmitted, self.damaged, self.errors, self.notified,
                     self.notify_retrying))  # fmt: skip
 
@@ -98,34 +100,77 @@ def sweep(
     concurrency: int,
     resume: Callable[[RunRecord], bool],
     clock: Callable[[], datetime] = utcnow,
+    models: Callable[[], ModelDesk | None] = lambda: None,
 ) -> SweepSummary:
     """One tick over the active runs. ``backend`` is called only if there is a run to check;
-    ``resume`` submits a run whose claim is free or expired (True if it did)."""
+    ``resume`` submits a run whose claim is free or expired (True if it did); ``models``, when
+    the backend has a registry, registers each completed run's model and decides promotion."""
     runs = ledger.active()
     if not runs:
         return SweepSummary()
-    tick = _Tick(ledger, backend, resume, clock)
+    tick = _Tick(ledger, backend, resume, clock, models)
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(runs)))) as pool:
         checked = list(pool.map(tick.check, runs))
-    moved = [item for item in checked if isinstance(item, Moved)]
+    moved = [item for item in checked if isinstance(item, Moved) and item.completion is None]
     written = ledger.write_many([(m.run, m.change) for m in moved])
     results = [item for item in checked if not isinstance(item, Moved)]
     results += [_written(m.run, outcome) for m, outcome in zip(moved, written, strict=True)]
+    # Completions with a model, one transaction each, in the order their jobs ended: the
+    # first to end is the first to meet the champion.
+    completing = [item for item in checked if isinstance(item, Moved) and item.completion]
+    for m in sorted(completing, key=lambda m: m.ended):
+        results += _completed(ledger, m)
+    if completing and (desk := models()) is not None:
+        results += _synced(desk)
     for _, level, message in results:
         if message:
             log.log(level, "sweep: %s", message)
-    return SweepSummary(active=len(runs), **Counter(outcome for outcome, _, _ in results))
+    counts = Counter(outcome for outcome, _, _ in results if outcome)  # "": a log line only
+    return SweepSummary(active=len(runs), **counts)
 
 
-Result = tuple[str, int, str | None]  # (summary field, log level, log line or None)
+Result = tuple[str, int, str | None]  # (summary field or "", log level, log line or None)
 
 
 @dataclass(frozen=True)
 class Moved:
-    """A run whose job moved: the change to write (the sweep writes them together)."""
+    """A run whose job moved: the change to write (the sweep writes them together), or for a
+    completion with a model, the completion to record (one transaction each)."""
 
     run: Stored
     change: Callable[[RunRecord], RunRecord | None]
+    completion: Completion | None = None
+    ended: str = ""
+
+
+def _completed(ledger: Ledger, moved: Moved) -> list[Result]:
+    """Record one completion with its model: the run's result, and its promotion if any."""
+    completion = moved.completion
+    assert completion is not None
+    try:
+        outcome: tuple[Stored, bool] | Exception = ledger.write(
+            moved.run.run_id, completion, current=moved.run, also=completion.rows
+        )
+    except Exception as exc:
+        outcome = exc
+    result = _written(moved.run, outcome)
+    if isinstance(outcome, Exception) or not outcome[1]:
+        return [result]
+    model = outcome[0].record.model or {}
+    named = f"model {model.get('name')}:{model.get('version')}"
+    if not model.get("promoted"):
+        level = logging.WARNING if model.get("version") is None else logging.INFO
+        return [result, ("", level, f"{named} not promoted: {model.get('reason')}")]
+    return [result, ("promoted", logging.INFO, f"{named} promoted to champion: {model['reason']}")]
+
+
+def _synced(desk: ModelDesk) -> list[Result]:
+    """The registry's champion tag, brought up to the ledger's champion."""
+    try:
+        line = desk.sync()
+    except Exception as exc:
+        return [("errors", logging.WARNING, f"models: champion tag: {type(exc).__name__}: {exc}")]
+    return [("", logging.INFO, line)] if line else []
 
 
 def _written(run: Stored, outcome: tuple[Stored, bool] | Exception) -> Result:
@@ -157,6 +202,7 @@ class _Tick:
     backend: Callable[[], Backend]
     resume: Callable[[RunRecord], bool]
     clock: Callable[[], datetime]
+    models: Callable[[], ModelDesk | None]
 
     def check(self, run: Stored | DamagedRun) -> Result | Moved:
         """What became of one run, or the change to write; never raises."""
@@ -181,7 +227,16 @@ class _Tick:
         now = self.clock()
         if apply_state(record, state, now) is None:
             return "unchanged", logging.DEBUG, None
-        return Moved(run, lambda r: apply_state(r, state, now))
+        change = lambda r: apply_state(r, state, now)  # noqa: E731
+        desk = self.models() if state.status is RunStatus.COMPLETED else None
+        if desk is None:
+            return Moved(run, change)
+        try:  # TransientError propagates: the run is checked again next tick
+            registered, problem = desk.register(record, state.metrics), None
+        except PermanentError as exc:
+            registered, problem = None, str(exc)
+        ended = iso(state.ended_at or now)
+        return Moved(run, change, desk.completion(change, registered, problem), ended)
 
     def _job_state(self, job_name: str) -> JobState:
         try:

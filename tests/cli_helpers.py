@@ -44,6 +44,7 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pa
     write_batch(batch, n_train=3000, n_test=500, seed=1)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LOCAL_RUNS_DIR", str(root / "runs"))
+        mp.setenv("LOCAL_MODELS_DIR", str(root / "models"))
         mp.setenv("RETRAIN_BACKEND", "local")
         for name in ("TRAIN_EPOCHS", "EXPERIMENT_NAME", "AZUREML_GPU_COMPUTE"):
             mp.delenv(name, raising=False)

@@ -4,6 +4,8 @@
 // Left at their documented defaults (not set here; tests/infra checks each default):
 //   FUNCTIONS_WORKER_RUNTIME=python   (Flex Consumption takes it from functionAppConfig.runtime and refuses the setting)
 //   LOCAL_RUNS_DIR=                   (local backend only)
+//   LOCAL_MODELS_DIR=                 (local backend only)
+//   PROMOTE_MIN_GAIN=0.0
 //   BATCH_SETTLE_SECONDS=30
 //   SWEEP_CONCURRENCY=8
 //   TRAIN_BATCH_SIZE=256
@@ -36,6 +38,8 @@ param mlEnvironment string
 @description('The run notifications topic\'s endpoint (notifyEventGrid); empty: none.')
 param notifyEventGridEndpoint string = ''
 param dataAssetName string = 'fashion-mnist'
+@description('The registered model every completed run adds a version to.')
+param modelName string = 'fashion-mnist-cnn'
 param experimentName string = 'fashion-retraining'
 param trainEpochs int = 20
 param sweepSchedule string = '0 */5 * * * *'
@@ -102,6 +106,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'AZUREML_ENVIRONMENT', value: mlEnvironment }
         { name: 'NOTIFY_EVENTGRID_ENDPOINT', value: notifyEventGridEndpoint }
         { name: 'DATA_ASSET_NAME', value: dataAssetName }
+        { name: 'MODEL_NAME', value: modelName }
         { name: 'EXPERIMENT_NAME', value: experimentName }
         { name: 'TRAIN_EPOCHS', value: string(trainEpochs) }
       ]

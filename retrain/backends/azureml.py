@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from azure.ai.ml.entities import Job
 
     from ..settings import Settings
+    from .azureml_models import AzureMLModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,13 @@ class AzureMLBackend:
     @property
     def client(self) -> MLClient:
         return get_client(self._settings)
+
+    @property
+    def models(self) -> AzureMLModelRegistry:
+        """The workspace's model registry."""
+        from .azureml_models import AzureMLModelRegistry
+
+        return AzureMLModelRegistry(self._settings)
 
     # ---- submission --------------------------------------------------------------------------
     def submit(self, request: SubmitRequest) -> Submission:

@@ -115,7 +115,10 @@ class JobState:
 
 
 class Backend(Protocol):
-    """Where a pipeline runs. Raise TransientError for retryable trouble, PermanentError else."""
+    """Where a pipeline runs. Raise TransientError for retryable trouble, PermanentError else.
+
+    A backend with a model registry offers it as ``models`` (a ``ModelRegistry``, see
+    ``registry_of``); one without (a test's) completes runs with no model delivery."""
 
     name: str
 
@@ -126,3 +129,44 @@ class Backend(Protocol):
     def job_state(self, job_name: str) -> JobState:
         """The job's current state, mapped onto ``RunStatus``."""
         ...
+
+
+TRAIN_NODE, MODEL_OUTPUT = "train_node", "output_model"  # where a run's trained model is
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered model version, as either registry holds it."""
+
+    name: str
+    version: str
+    path: str  # its files: a local folder, or azureml://jobs/<train step>/outputs/output_model
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class ModelRegistry(Protocol):
+    """Where trained models are registered: Azure ML's model registry, or a folder here.
+
+    The ledger decides which version is champion; the registry shows it (a ``champion`` tag),
+    so users see it with the SDK, the CLI or the studio too.
+    """
+
+    def register(
+        self, name: str, version: str, job_name: str, tags: Mapping[str, str]
+    ) -> ModelVersion:
+        """Register the model the job's train step wrote as ``name:version``; a repeat returns
+        the existing version. PermanentError when the job has no trained model to register."""
+        ...
+
+    def model_input(self, name: str, version: str) -> str:
+        """How a pipeline names this version as an input (the score step's champion)."""
+        ...
+
+    def mark_champion(self, name: str, version: str, previous: str | None) -> None:
+        """Tag ``version`` as champion and untag ``previous``; repeatable."""
+        ...
+
+
+def registry_of(backend: object) -> ModelRegistry | None:
+    """The backend's model registry (its ``models``), or None if it has none."""
+    return getattr(backend, "models", None)

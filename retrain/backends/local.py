@@ -39,6 +39,7 @@ from .base import (
 if TYPE_CHECKING:
     from ..settings import Settings
     from ..storage import BlobStore
+    from .local_models import LocalModelRegistry
 
 STATUS_FILE, LAUNCH_FILE, LOG_FILE = "status.json", "launch.json", "run.log"
 NEVER_STARTED = timedelta(minutes=5)  # Submitted with no process after this: the launch died
@@ -66,6 +67,13 @@ class LocalBackend:
         self._store = store
         self._children: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
+
+    @property
+    def models(self) -> LocalModelRegistry:
+        """The model registry beside the runs: ``LOCAL_MODELS_DIR``."""
+        from .local_models import LocalModelRegistry
+
+        return LocalModelRegistry(self.settings)
 
     @property
     def store(self) -> BlobStore:

@@ -21,7 +21,12 @@ from ..errors import (
 
 
 class ETagMismatch(Exception):
-    """A conditional write lost: the blob or entity changed (or went) since it was read."""
+    """A conditional write lost: the blob or entity changed (or went) since it was read.
+    ``row``: for a table transaction, the row whose operation failed, when storage said."""
+
+    def __init__(self, message: str = "", row: str | None = None) -> None:
+        super().__init__(message)
+        self.row = row
 
 
 class AlreadyExists(ETagMismatch):

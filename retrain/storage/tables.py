@@ -110,12 +110,22 @@ class Table:
             try:
                 results = self.client.submit_transaction(batch)
             except TableTransactionError as exc:
+                row = _failed_row(exc, ops)
                 if exc.status_code == 409:
-                    raise AlreadyExists(f"{ops[0].row}: already exists") from exc
+                    raise AlreadyExists(f"{row or ops[0].row}: already exists", row) from exc
                 if exc.status_code in (404, 412):
-                    raise ETagMismatch(f"{ops[0].row}: changed or gone meanwhile") from exc
+                    raise ETagMismatch(
+                        f"{row or ops[0].row}: changed or gone meanwhile", row
+                    ) from exc
                 raise
         return [str(result.get("etag", "")) for result in results]
+
+
+def _failed_row(exc: Any, ops: list[Op]) -> str | None:
+    """The row of the operation storage named as failing (its message starts ``"<index>:"``),
+    or None when it did not say (the SDK's ``index`` defaults to 0 then)."""
+    head = str(getattr(exc, "message", "") or "").split(":", 1)[0].strip()
+    return ops[int(head)].row if head.isdigit() and int(head) < len(ops) else None
 
 
 def _entity(found: Any) -> Entity:

@@ -150,6 +150,8 @@ def http(
     route_params: dict[str, str] = {}
     if route == "retrain":
         name = "start_retrain" if method == "POST" else "list_runs"
+    elif route == "models":
+        name = "list_models"
     else:
         name, route_params = "get_run", {"run_id": route.removeprefix("retrain/")}
     request = func.HttpRequest(

@@ -32,6 +32,7 @@ def settings(azurite, tmp_path: Path) -> Settings:
             "BATCH_SETTLE_SECONDS": "0",  # tests of settling set their own
             "RETRAIN_BACKEND": "local",
             "LOCAL_RUNS_DIR": str(tmp_path / "runs"),
+            "LOCAL_MODELS_DIR": str(tmp_path / "models"),
             "SWEEP_CONCURRENCY": "4",
         }
     )

@@ -23,10 +23,11 @@ def trigger(name: str) -> dict:
     return found
 
 
-def test_the_app_registers_six_functions():
+def test_the_app_registers_seven_functions():
     assert sorted(indexed()) == [
         "get_run",
         "landing_blob",
+        "list_models",
         "list_runs",
         "settle_batch",
         "start_retrain",
@@ -45,7 +46,7 @@ def test_blob_trigger_binding():
 @pytest.mark.parametrize(
     ("route", "method", "name"),
     [("retrain", "POST", "start_retrain"), ("retrain", "GET", "list_runs"),
-     ("retrain/{run_id}", "GET", "get_run")],
+     ("retrain/{run_id}", "GET", "get_run"), ("models", "GET", "list_models")],
 )  # fmt: skip
 def test_http_routes(route, method, name):
     http = trigger(name)
@@ -92,7 +93,7 @@ def test_the_blob_source_is_chosen_by_app_setting_at_indexing():
 
 
 def test_an_unknown_blob_source_fails_loudly():
-    from function_app import blob_source
+    from retrain.settings import blob_trigger_source as blob_source
 
     with pytest.raises(ConfigurationError, match="BLOB_TRIGGER_SOURCE"):
         blob_source({"BLOB_TRIGGER_SOURCE": "Polling"})

@@ -1,0 +1,101 @@
+"""The local backend's model registry: a folder with the semantics of Azure ML's.
+
+::
+
+    LOCAL_MODELS_DIR/<name>/<version>/             the train step's output_model, copied
+    LOCAL_MODELS_DIR/<name>/<version>/model.json   name, version, tags, source job, time
+
+A version is written once, whole (copied under a staging name, then renamed: of two concurrent
+registrations exactly one wins and the other returns it), and never changes except its tags,
+as in Azure ML. The champion carries the tag ``champion: "true"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PermanentError
+from ..local_status import write_json_atomic
+from ..records import iso, utcnow
+from .base import MODEL_OUTPUT, TRAIN_NODE, ModelVersion
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+MODEL_FILE = "model.json"
+CHAMPION_TAG = "champion"
+
+
+class LocalModelRegistry:
+    """Model versions in ``LOCAL_MODELS_DIR``, registered from ``LOCAL_RUNS_DIR`` jobs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.models_dir = Path(settings.local_models_dir).resolve()
+        self.runs_dir = Path(settings.local_runs_dir).resolve()
+
+    def register(
+        self, name: str, version: str, job_name: str, tags: Mapping[str, str]
+    ) -> ModelVersion:
+        folder = self.models_dir / name / version
+        if (folder / MODEL_FILE).is_file():
+            return self._read(name, version)
+        source = self.runs_dir / job_name / TRAIN_NODE / MODEL_OUTPUT
+        if not (source / "predictor.pt").is_file():
+            raise PermanentError(f"job {job_name} left no trained model in {source}")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = folder.parent / f".staging-{version}-{uuid.uuid4().hex[:8]}"
+        try:
+            shutil.copytree(source, staging)
+            write_json_atomic(
+                staging / MODEL_FILE,
+                {
+                    "name": name,
+                    "version": version,
+                    "tags": dict(tags),
+                    "job_name": job_name,
+                    "source": str(source),
+                    "registered_at": iso(utcnow()),
+                },
+            )
+            with contextlib.suppress(OSError):  # a concurrent registration of it won
+                staging.rename(folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return self._read(name, version)
+
+    def model_input(self, name: str, version: str) -> str:
+        return str(self.models_dir / name / version)
+
+    def mark_champion(self, name: str, version: str, previous: str | None) -> None:
+        if previous and previous != version and (self.models_dir / name / previous).is_dir():
+            self._set_tag(name, previous, None)
+        self._set_tag(name, version, "true")
+
+    def _set_tag(self, name: str, version: str, value: str | None) -> None:
+        path = self.models_dir / name / version / MODEL_FILE
+        document = self._document(path)
+        tags = {k: v for k, v in document.get("tags", {}).items() if k != CHAMPION_TAG}
+        if value is not None:
+            tags[CHAMPION_TAG] = value
+        write_json_atomic(path, {**document, "tags": tags})
+
+    def _read(self, name: str, version: str) -> ModelVersion:
+        folder = self.models_dir / name / version
+        document = self._document(folder / MODEL_FILE)
+        return ModelVersion(name, version, str(folder), document.get("tags", {}))
+
+    @staticmethod
+    def _document(path: Path) -> dict[str, Any]:
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise PermanentError(f"{path}: unreadable ({type(exc).__name__})") from None
+        if not isinstance(document, dict):
+            raise PermanentError(f"{path}: not a model document")
+        return document

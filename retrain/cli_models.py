@@ -1,0 +1,61 @@
+"""``python -m retrain models``: the registered versions and the champion, from the run ledger.
+
+It reads what ``GET /api/models`` reads (the ledger's ``model|`` and ``champion|`` rows), so the
+two always agree; ``--json`` prints the very same document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from .settings import Settings
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .ledger import Ledger
+    from .model_ledger import ModelBook
+    from .storage import StorageAccount
+
+    settings = Settings.from_env()
+    ledger = Ledger(StorageAccount(settings), settings.runs_table)
+    document = ModelBook(ledger, settings.model_name).listing(args.limit)
+    if args.json:
+        print(json.dumps(document))
+    else:
+        print(models_table(document))
+    return 0
+
+
+def models_table(document: dict[str, Any]) -> str:
+    """The document for people: a line on the champion, then one line per version."""
+    champion = document["champion"]
+    if champion is None:
+        head = f"model {document['model']}: no champion yet"
+    else:
+        head = (
+            f"model {document['model']}: champion version {champion['version']} "
+            f"(test accuracy {_percent(champion['accuracy'])}, since {champion['since']})"
+        )
+    if not document["versions"]:
+        return f"{head}\nno registered versions"
+    rows = [("VERSION", "ACCURACY", "REGISTERED", "PROMOTED", "WHY")]
+    for v in document["versions"]:
+        mark = " *" if v["champion"] else ""
+        rows.append(
+            (
+                f"{v['version']}{mark}",
+                _percent(v["accuracy"]),
+                v["registered_at"] or "-",
+                "yes" if v["promoted"] else "no",
+                v["reason"] or "",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join([*(row[i].ljust(widths[i]) for i in range(4)), row[4]]) for row in rows]
+    return "\n".join([head, *lines, "* champion"])
+
+
+def _percent(value: float | None) -> str:
+    return f"{value:.2%}" if isinstance(value, int | float) else "-"

@@ -1,0 +1,260 @@
+"""Model delivery in the run ledger: registered versions, the champion, and the completion
+transaction that records both with the run.
+
+Two more kinds of row, in the runs' own partition::
+
+    model|<name>|<inverted-ms>|<version>   a registered version, newest first: GET /api/models
+    champion|<name>                       the champion: its version, accuracy and run
+
+A run that completes with a registered model is written in one transaction: its record (with
+``model: {name, version, promoted, reason, champion_before}``), its listing and outbox rows (a
+``model.promoted`` event too, when promoted), the version's ``model|`` row and, on promotion,
+the champion row guarded by the ETag it was read with (or created, if there was none). Two runs
+that finish together can therefore never both become champion: the second one's guard fails,
+it decides again against the new champion, and loses (``promotion``).
+
+The registry's ``champion`` tag follows the champion row (``synced``), after the transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from contextlib import suppress
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from .errors import PermanentError
+from .ledger import INVERT_MS, Change
+from .promotion import Champion, accuracy_of, decide
+from .records import RunRecord, parse_time, utcnow
+from .storage import ETagMismatch, Table
+from .storage.tables import Entity, Op
+
+if TYPE_CHECKING:
+    from .backends.base import ModelRegistry, ModelVersion
+    from .ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+MODEL, CHAMPION = "model|", "champion|"
+
+
+class ModelBook:
+    """The model rows of one model name in the ledger's table."""
+
+    def __init__(self, ledger: Ledger, name: str) -> None:
+        self.table: Table = ledger.table
+        self.name = name
+
+    @property
+    def champion_row(self) -> str:
+        return f"{CHAMPION}{self.name}"
+
+    def champion(self) -> Champion | None:
+        """The champion (one point read), or None if there is none."""
+        entity = self.table.get(self.champion_row)
+        return _champion(self.name, entity) if entity else None
+
+    def versions(self, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` registered versions, newest first (one range query)."""
+        rows = self.table.query(f"{MODEL}{self.name}|", limit=limit)
+        return [_version(entity) for entity in rows]
+
+    def listing(self, limit: int) -> dict[str, Any]:
+        """What ``GET /api/models`` and ``python -m retrain models`` show: the newest versions,
+        each flagged if champion, and the champion."""
+        champion = self.champion()
+        versions = self.versions(limit)
+        for version in versions:
+            version["champion"] = champion is not None and version["version"] == champion.version
+        return {
+            "model": self.name,
+            "champion": champion.to_dict() if champion else None,
+            "versions": versions,
+            "count": len(versions),
+        }
+
+    def mark_synced(self, champion: Champion) -> None:
+        """Note that the registry's tags show ``champion`` (unless it changed meanwhile)."""
+        props = {**_champion_props(champion), "synced": True}
+        with suppress(ETagMismatch):
+            self.table.transact([Op("replace", self.champion_row, props, etag=champion.etag)])
+
+
+class Completion:
+    """The change that records a Completed run with its registered model, and the rows it adds
+    to the same transaction (``Ledger.write(change, also=completion.rows)``). Each attempt reads
+    the champion afresh, so a lost race is decided again."""
+
+    def __init__(
+        self,
+        book: ModelBook,
+        finish: Change,
+        registered: ModelVersion | None,
+        problem: str | None,
+        min_gain: float,
+    ) -> None:
+        self.book = book
+        self.finish = finish
+        self.registered = registered
+        self.problem = problem
+        self.min_gain = min_gain
+        self.champion: Champion | None = None
+
+    def __call__(self, record: RunRecord) -> RunRecord | None:
+        new = self.finish(record)
+        if new is None:
+            return None
+        if self.registered is None:
+            model = {
+                "name": self.book.name,
+                "version": None,
+                "promoted": False,
+                "reason": f"not registered: {self.problem or 'no model'}",
+                "champion_before": None,
+            }
+            return replace(new, model=model)
+        self.champion = self.book.champion()
+        verdict = decide(new.metrics, self.champion, self.min_gain)
+        model = {
+            "name": self.registered.name,
+            "version": self.registered.version,
+            "promoted": verdict.promoted,
+            "reason": verdict.reason,
+            "champion_before": self.champion.version if self.champion else None,
+        }
+        return replace(new, model=model)
+
+    def rows(self, new: RunRecord) -> list[Op]:
+        """The version's listing row and, on promotion, the guarded champion row."""
+        if self.registered is None or not new.model:
+            return []
+        ended = parse_time(new.ended_at) or utcnow()
+        row = f"{MODEL}{self.book.name}|{INVERT_MS - int(ended.timestamp() * 1000):013d}|"
+        version = _present({
+            "version": self.registered.version,
+            "run_id": new.run_id,
+            "accuracy": accuracy_of(new.metrics),
+            "registered_at": new.ended_at or "",
+            "job_name": new.job_name or "",
+            "data_asset": new.data_asset or "",
+            "promoted": bool(new.model["promoted"]),
+            "reason": new.model["reason"],
+            "champion_before": new.model["champion_before"] or "",
+        })  # fmt: skip
+        ops = [Op("upsert", f"{row}{self.registered.version}", version)]
+        if new.model["promoted"]:
+            champion = Champion(
+                model=self.book.name,
+                version=self.registered.version,
+                run_id=new.run_id,
+                accuracy=accuracy_of(new.metrics),
+                since=new.ended_at or "",
+                previous=self.champion.version if self.champion else None,
+            )
+            props = _champion_props(champion)
+            if self.champion is None:
+                ops.append(Op("create", self.book.champion_row, props))
+            else:
+                ops.append(Op("replace", self.book.champion_row, props, etag=self.champion.etag))
+        return ops
+
+
+@dataclass
+class ModelDesk:
+    """What the sweep needs to deliver models: the registry, the book and the rule."""
+
+    registry: ModelRegistry
+    book: ModelBook
+    min_gain: float
+
+    def register(self, record: RunRecord, metrics: Mapping[str, Any] | None) -> ModelVersion:
+        """Register the run's model (version = run id, so a retried sweep finds it registered).
+        TransientError propagates (the run is checked again next tick); PermanentError means
+        there is nothing to register."""
+        assert record.job_name is not None
+        return self.registry.register(
+            self.book.name, record.run_id, record.job_name, model_tags(record, metrics)
+        )
+
+    def completion(
+        self, finish: Change, registered: ModelVersion | None, problem: str | None
+    ) -> Completion:
+        return Completion(self.book, finish, registered, problem, self.min_gain)
+
+    def sync(self) -> str | None:
+        """Make the registry's ``champion`` tag show the ledger's champion; a log line if it
+        changed anything. Registry trouble is left for the next tick to retry."""
+        champion = self.book.champion()
+        if champion is None or champion.synced:
+            return None
+        try:
+            self.registry.mark_champion(champion.model, champion.version, champion.previous)
+        except PermanentError as exc:
+            return f"models: could not tag {champion.model}:{champion.version} as champion: {exc}"
+        self.book.mark_synced(champion)
+        return f"models: {champion.model}:{champion.version} is tagged champion in the registry"
+
+
+def model_tags(record: RunRecord, metrics: Mapping[str, Any] | None) -> dict[str, str]:
+    """Tags of a registered version: its lineage and its score, readable in the studio."""
+    tags = {"run_id": record.run_id, "source": record.source}
+    if record.job_name:
+        tags["job_name"] = record.job_name
+    if record.data_asset:
+        tags["data_asset"] = record.data_asset
+    accuracy = accuracy_of(metrics)
+    if accuracy is not None:
+        tags["accuracy"] = f"{accuracy:.4f}"
+    preset = (metrics or {}).get("model", {}) if isinstance(metrics, Mapping) else {}
+    if isinstance(preset, Mapping) and preset.get("preset"):
+        tags["preset"] = str(preset["preset"])
+    return tags
+
+
+def _present(props: dict[str, Any]) -> dict[str, Any]:
+    """``props`` without None values: a table entity has no null properties."""
+    return {k: v for k, v in props.items() if v is not None}
+
+
+def _champion_props(champion: Champion) -> dict[str, Any]:
+    return _present({
+        "version": champion.version,
+        "run_id": champion.run_id,
+        "accuracy": champion.accuracy,
+        "since": champion.since,
+        "previous": champion.previous or "",
+        "synced": champion.synced,
+    })  # fmt: skip
+
+
+def _champion(name: str, entity: Entity) -> Champion:
+    props = entity.props
+    accuracy = props.get("accuracy")
+    return Champion(
+        model=name,
+        version=str(props.get("version", "")),
+        run_id=str(props.get("run_id", "")),
+        accuracy=float(accuracy) if isinstance(accuracy, int | float) else None,
+        since=str(props.get("since", "")),
+        previous=str(props.get("previous") or "") or None,
+        synced=bool(props.get("synced")),
+        etag=entity.etag,
+    )
+
+
+def _version(entity: Entity) -> dict[str, Any]:
+    props = entity.props
+    accuracy = props.get("accuracy")
+    return {
+        "version": str(props.get("version", "")),
+        "run_id": str(props.get("run_id", "")),
+        "accuracy": float(accuracy) if isinstance(accuracy, int | float) else None,
+        "registered_at": props.get("registered_at") or None,
+        "job_name": props.get("job_name") or None,
+        "data_asset": props.get("data_asset") or None,
+        "promoted": bool(props.get("promoted")),
+        "reason": props.get("reason") or None,
+        "champion_before": props.get("champion_before") or None,
+    }
