@@ -13,6 +13,11 @@ Two settings make a job runnable on a deployed workspace (see docs/deploy.md):
   access to the landing container; ``user`` runs them as the submitter; ``None`` sets nothing.
 - ``environment``: ``NAME:VERSION`` of an environment registered ahead (whose image is built at
   deployment), instead of the anonymous one each component spec declares (built on first use).
+
+``champion_model`` (a registered ``azureml:NAME:VERSION`` model, or a local folder for the local
+executor) is bound to score_node's optional ``champion_model`` input, with ``champion_version``,
+so the step scores the champion on the same test images as the new model. Without it those
+inputs stay unbound and the job is the same as before: still three nodes, the same ports.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ DATA_IDENTITIES = ("managed", "user")
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    """What varies between runs: computes, training parameters, naming."""
+    """What varies between runs: computes, training parameters, naming, the champion to beat."""
 
     cpu_compute: str = "cpu-cluster"
     gpu_compute: str = "gpu-cluster"
@@ -48,6 +53,8 @@ class PipelineSettings:
     job_name: str | None = None  # deterministic per batch content, so a duplicate is refused
     display_name: str | None = None
     tags: tuple[tuple[str, str], ...] = ()
+    champion_model: str | None = None  # "azureml:NAME:VERSION" or a local folder; None: first run
+    champion_version: str | None = None  # the champion's registry version, echoed into metrics
 
 
 def load_components(components_dir: Path = COMPONENTS_DIR) -> dict[str, Component]:
@@ -90,6 +97,15 @@ def build_pipeline(
     prepare_data, train, score = (components[name] for name in COMPONENT_NAMES)
     if not isinstance(data, Input):
         data = Input(type=AssetTypes.URI_FOLDER, path=str(data))
+    champion: dict[str, Any] = {}  # score_node's optional inputs, bound only when given
+    if settings.champion_model:
+        champion["champion_model"] = Input(
+            type=AssetTypes.CUSTOM_MODEL, path=settings.champion_model
+        )
+        if settings.champion_version:
+            champion["champion_version"] = settings.champion_version
+    elif settings.champion_version:
+        raise ValueError("champion_version: given without champion_model")
 
     @pipeline(  # type: ignore[call-overload]  # the SDK's overloads want func positionally
         name="fashion_mnist_retraining",
@@ -108,6 +124,7 @@ def build_pipeline(
         score_node = score(
             input_data=prepare_data_node.outputs.test_data,
             input_model=train_node.outputs.output_model,
+            **champion,
         )
         return {"output_result": score_node.outputs.output_result}
 

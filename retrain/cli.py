@@ -18,7 +18,7 @@ from typing import Any
 from . import keys
 from .cli_data import data_source, folder_key, local_folder, overrides
 from .cli_models import cmd_models
-from .cli_run import cmd_run, cmd_status
+from .cli_run import add_champion_flags, cmd_run, cmd_status
 from .errors import RetrainError
 from .settings import BACKENDS, Settings
 
@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     remote.add_argument(
         "--poll-interval", type=float, default=15.0, metavar="S", help="seconds (default 15)"
     )
+    add_champion_flags(run)
     run.set_defaults(func=cmd_run)
 
     status = commands.add_parser(

@@ -3,6 +3,7 @@
 With the local backend ``run`` runs the job in the foreground through the local executor and ends
 with a summary (status, test accuracy, each step's duration, run folder); with azureml it submits
 the job, prints its name and studio URL, and with ``--wait`` follows it to the end.
+``--champion-model`` hands score a champion to compare with on the same test images.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +27,45 @@ if TYPE_CHECKING:
     from .local_status import RunSummary
 
 EXIT_FAILED = 1
+REMOTE_PREFIXES = ("azureml:", "https://", "http://")
+
+
+def add_champion_flags(run: argparse.ArgumentParser) -> None:
+    """``run``'s champion flags: the model score compares the new one with (none: first run)."""
+    group = run.add_argument_group("champion (scored on the same test images as the new model)")
+    group.add_argument(
+        "--champion-model",
+        metavar="PATH",
+        help="the champion's model folder (holding predictor.pt); for azureml also a registered "
+        "model, azureml:NAME:VERSION",
+    )
+    group.add_argument(
+        "--champion-version", metavar="TEXT", help="its registry version, echoed in metrics.json"
+    )
+
+
+def champion_overrides(args: argparse.Namespace, *, local: bool) -> dict[str, str]:
+    """The PipelineSettings fields for ``--champion-model``/``--champion-version``.
+
+    A local folder becomes an absolute path: steps run in their component folders, and Azure ML
+    uploads a relative one from wherever the process happens to be. The local executor cannot
+    fetch a registered model, so it refuses one before anything runs.
+    """
+    model = getattr(args, "champion_model", None)
+    version = getattr(args, "champion_version", None)
+    if not model:
+        if version:
+            raise InvalidRequestError("--champion-version", "given without --champion-model")
+        return {}
+    if model.startswith(REMOTE_PREFIXES):
+        if local:
+            raise InvalidRequestError(
+                "--champion-model",
+                f"{model} is not on this machine; the local backend needs a local folder",
+            )
+    else:
+        model = str(Path(model).expanduser().resolve())
+    return {"champion_model": model, **({"champion_version": version} if version else {})}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -56,7 +97,9 @@ def _run_local(args: argparse.Namespace, settings: Settings) -> int:
 
     from pipeline_builder import build_pipeline
 
-    pipeline = settings.pipeline_settings(job_name=job_name, **overrides(args))
+    pipeline = settings.pipeline_settings(
+        job_name=job_name, **overrides(args), **champion_overrides(args, local=True)
+    )
     job = build_pipeline(str(folder), pipeline)
     print(f"running {job_name} ({pipeline.epochs} epochs) in {run_dir}", file=sys.stderr)
     summary = run_pipeline(job, None, run_dir, job_name=job_name, progress=True)
@@ -70,6 +113,7 @@ def _report(summary: RunSummary, *, as_json: bool) -> int:
     rows = [("status", summary.status)]
     if summary.accuracy is not None:
         rows.append(("test accuracy", f"{summary.accuracy:.4f}"))
+    rows += _champion_rows(summary.metrics)
     rows.append(("run folder", summary.run_dir))
     if summary.step:
         rows.append(("step logs", str(Path(summary.run_dir) / summary.step)))
@@ -91,6 +135,19 @@ def _step_rows(steps: dict[str, float | None]) -> list[tuple[str, str]]:
     return [("steps", text)]
 
 
+def _champion_rows(metrics: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """A ``champion`` row when score compared the new model with one."""
+    metrics = metrics or {}
+    champion = metrics.get("champion")
+    if not isinstance(champion, dict):
+        return []
+    name = f"v{champion['version']}" if champion.get("version") else "(no version)"
+    if champion.get("accuracy") is None:
+        return [("champion", f"{name} not scored: {champion.get('error')}")]
+    points = 100 * (metrics["accuracy"] - champion["accuracy"])
+    return [("champion", f"{name} {champion['accuracy']:.4f} (new model {points:+.2f} points)")]
+
+
 def _print_rows(rows: list[tuple[str, str]]) -> None:
     width = max(len(label) for label, _ in rows) + 1
     for label, value in rows:
@@ -107,7 +164,9 @@ def _run_on_backend(args: argparse.Namespace, settings: Settings) -> int:
         job_name=job_name,
         data=source,
         data_version=keys.data_version(key),
-        pipeline=settings.pipeline_settings(job_name=job_name, **overrides(args)),
+        pipeline=settings.pipeline_settings(
+            job_name=job_name, **overrides(args), **champion_overrides(args, local=False)
+        ),
     )
     backend = backends.get_backend(settings)
     submission = backend.submit(request)
@@ -183,6 +242,7 @@ def _print_state(state: JobState) -> None:
     accuracy = (state.metrics or {}).get("accuracy")
     if accuracy is not None:
         rows.append(("test accuracy", f"{accuracy:.4f}"))
+    rows += _champion_rows(state.metrics)
     if state.error:
         rows.append(("error", state.error))
     _print_rows(rows)

@@ -3,20 +3,30 @@ on a small generated batch, the suite's one end-to-end training run among them."
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from contextlib import suppress
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from cli_helpers import ROOT, cli, cli_env
 
 from retrain import keys
+from retrain.backends import local as local_backend
+from retrain.backends.base import LocalFolder, SubmitRequest
+from retrain.backends.local import LocalBackend
 from retrain.cli_data import folder_key
+from retrain.cli_run import champion_overrides
+from retrain.fashion_data import write_batch
+from retrain.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +55,7 @@ def test_local_run_end_to_end_beats_90_percent(env, local_run):
     assert summary["run_dir"] == str(run_dir)
     assert summary["accuracy"] > 0.90
     assert summary["metrics"]["accuracy"] == summary["accuracy"]
+    assert "champion" not in summary["metrics"] and "champion:" not in local_run.out
     assert f"test accuracy: {summary['accuracy']:.4f}" in local_run.out
     assert f"run folder:    {run_dir}" in local_run.out
     assert "[3/3] score_node done" in local_run.err  # plain progress lines when not a terminal
@@ -160,3 +171,111 @@ def test_terminated_run_stops_its_step_and_records_failed(env, tmp_path):
     assert status["error"] == "step train_node interrupted"
     assert not Path(f"/proc/{train_pid}").exists()  # the step was stopped and reaped
     assert not (run_dir / "score_node").exists()
+
+
+# --- a champion: score compares the new model with it -------------------------------------------
+
+
+class _AlwaysCoat(torch.nn.Module):
+    """A champion that predicts "Coat" (class 4) for every image."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(x.shape[0], 10, device=x.device)
+        logits[:, 4] = 1.0
+        return logits
+
+
+class _NoProcess:
+    """Stands in for the detached ``python -m retrain run``: its argv is what the test reads."""
+
+    pid = 4242
+
+    def __init__(self, argv: list[str], **_: object) -> None:
+        self.argv = argv
+        launched.append(argv)
+
+    def poll(self) -> int | None:
+        return None
+
+
+launched: list[list[str]] = []
+
+
+@pytest.mark.slow
+def test_local_backend_run_with_a_champion_scores_it_on_the_same_test_images(tmp_path, monkeypatch):
+    """LocalBackend._start passes the champion flags; the command it starts scores the champion."""
+    batch = tmp_path / "batch"
+    write_batch(batch, n_train=300, n_test=100, seed=2)
+    champion = tmp_path / "champion"
+    champion.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.script(_AlwaysCoat()).save(str(champion / "predictor.pt"))
+    settings = Settings(local_runs_dir=tmp_path / "runs", epochs=1, batch_size=64)
+    job_name = "champion-1"
+    pipeline = settings.pipeline_settings(
+        job_name=job_name, champion_model=str(champion), champion_version="7"
+    )
+    request = SubmitRequest("k", job_name, LocalFolder(batch), "k", pipeline)
+    launched.clear()
+    with monkeypatch.context() as patched:  # subprocess is shared: the steps below need Popen
+        patched.setattr(local_backend.subprocess, "Popen", _NoProcess)
+        LocalBackend(settings).submit(request)
+    (argv,) = launched
+    assert argv[argv.index("--champion-model") + 1] == str(champion)
+    assert argv[argv.index("--champion-version") + 1] == "7"
+
+    result = cli(*argv[3:])  # what the detached process would run: python -m retrain <argv>
+    assert result.code == 0, result.err
+    metrics = result.last_json["metrics"]
+    run_dir = tmp_path / "runs" / job_name
+    labels = np.load(run_dir / "prepare_data_node" / "test_data" / "labels.npy")
+    coats = int(np.sum(labels == 4))
+    assert metrics["champion"] == {"version": "7", "accuracy": coats / 100, "correct": coats}
+    points = 100 * (metrics["accuracy"] - coats / 100)
+    assert f"champion:      v7 {coats / 100:.4f} (new model {points:+.2f} points)" in result.out
+    assert "champion v7: " in (run_dir / "score_node" / "stdout.log").read_text()
+
+
+def test_local_backend_starts_a_run_without_champion_flags_when_there_is_none(
+    tmp_path, monkeypatch
+):
+    settings = Settings(local_runs_dir=tmp_path / "runs")
+    pipeline = settings.pipeline_settings(job_name="plain-1")
+    monkeypatch.setattr(local_backend.subprocess, "Popen", _NoProcess)
+    launched.clear()
+    LocalBackend(settings).submit(
+        SubmitRequest("k", "plain-1", LocalFolder(tmp_path), "k", pipeline)
+    )
+    (argv,) = launched
+    assert not [a for a in argv if a.startswith("--champion")]
+
+
+def test_a_registered_champion_is_refused_by_the_local_backend(env, tmp_path):
+    _, batch = env
+    run_dir = tmp_path / "run"
+    result = cli("run", batch, "--run-dir", run_dir, "--champion-model", "azureml:fashion-cnn:3")
+    assert result.code == 2
+    assert result.err.strip() == (
+        "error: --champion-model: azureml:fashion-cnn:3 is not on this machine; "
+        "the local backend needs a local folder"
+    )
+    assert not run_dir.exists()
+    result = cli("run", batch, "--run-dir", run_dir, "--champion-version", "3")
+    assert result.code == 2
+    assert result.err.strip() == "error: --champion-version: given without --champion-model"
+
+
+def test_a_relative_champion_folder_is_made_absolute(tmp_path, monkeypatch):
+    """Steps run in their component folders, so a relative path would point elsewhere."""
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(champion_model="models/champ", champion_version=None)
+    assert champion_overrides(args, local=True) == {
+        "champion_model": str(tmp_path / "models" / "champ")
+    }
+    args = argparse.Namespace(champion_model="azureml:fashion-cnn:3", champion_version="3")
+    assert champion_overrides(args, local=False) == {
+        "champion_model": "azureml:fashion-cnn:3",
+        "champion_version": "3",
+    }
+    assert champion_overrides(argparse.Namespace(), local=True) == {}

@@ -86,6 +86,35 @@ def test_render_command_binds_folders_and_this_interpreter(real_job, tmp_path):
     }
 
 
+def test_a_champion_folder_is_a_literal_of_score_and_renders_its_optional_blocks(tmp_path):
+    champion = tmp_path / "champion model"
+    settings = PipelineSettings(champion_model=str(champion), champion_version="12")
+    score = plan(build_pipeline("/data/batch", settings))[2]
+    assert score.inputs["champion_model"] == Literal(str(champion))
+    assert score.inputs["champion_version"] == Literal("12")
+    ports = {"input_data": tmp_path / "test", "input_model": tmp_path / "model"}
+    outputs = {"output_result": tmp_path / "out"}
+    argv = render_command(score, {**ports, "champion_model": champion}, outputs)
+    flags = dict(zip(argv[2::2], argv[3::2], strict=True))
+    assert flags["--champion_model"] == str(champion)  # one argument, though it has a space
+    assert "--champion_version" not in flags  # its block is dropped when it has no value
+    argv = render_command(
+        score, {**ports, "champion_model": champion, "champion_version": 12}, outputs
+    )
+    assert dict(zip(argv[2::2], argv[3::2], strict=True))["--champion_version"] == "12"
+
+
+def test_without_a_champion_score_renders_no_champion_flags(real_job, tmp_path):
+    score = plan(real_job)[2]
+    ports = {"input_data": tmp_path / "test", "input_model": tmp_path / "model"}
+    argv = render_command(score, ports, {"output_result": tmp_path / "out"})
+    assert argv[1:] == [
+        "score.py",
+        *("--input_data", str(tmp_path / "test"), "--input_model", str(tmp_path / "model")),
+        *("--output_result", str(tmp_path / "out")),
+    ]
+
+
 def test_remote_pipeline_input_is_refused_before_anything_runs(tmp_path):
     job = build_pipeline("azureml:fashion-mnist:3")
     with pytest.raises(InvalidRequestError, match="pipeline_input_data: azureml:fashion-mnist:3"):

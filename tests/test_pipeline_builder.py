@@ -251,3 +251,43 @@ def test_app_settings_pass_the_environment_to_the_builder():
     for bad in ("fashion-mnist-train", "a:b:c", ":3"):
         with pytest.raises(ConfigurationError, match="AZUREML_ENVIRONMENT: expected NAME:VERSION"):
             Settings.from_env({"AZUREML_ENVIRONMENT": bad}).pipeline_settings()
+
+
+# --- the champion: an optional model input of score_node ----------------------------------------
+
+
+def test_a_champion_is_bound_to_score_node_as_a_custom_model():
+    settings = PipelineSettings(
+        champion_model="azureml:fashion-mnist-cnn:abc", champion_version="abc"
+    )
+    job = build_pipeline("/d", settings)
+    assert tuple(job.jobs) == NODES
+    assert set(job.inputs) == {"pipeline_input_data"}  # a node input, not a pipeline port
+    score = _rest_nodes(job)["score_node"]["inputs"]
+    assert score["champion_model"] == {
+        "uri": "azureml:fashion-mnist-cnn:abc",
+        "job_input_type": "custom_model",
+    }
+    assert score["champion_version"] == {"value": "abc", "job_input_type": "literal"}
+    assert _binding(job.jobs["score_node"], "input_model") == (
+        "${{parent.jobs.train_node.outputs.output_model}}"
+    )
+    result = job._validate()
+    assert result.passed, result.error_messages
+
+
+def test_without_a_champion_score_node_binds_neither_input(job):
+    assert set(_rest_nodes(job)["score_node"]["inputs"]) == {"input_data", "input_model"}
+    folder_only = build_pipeline("/d", PipelineSettings(champion_model="/models/champion"))
+    inputs = _rest_nodes(folder_only)["score_node"]["inputs"]
+    assert set(inputs) == {"input_data", "input_model", "champion_model"}
+    assert inputs["champion_model"]["uri"] == "/models/champion"
+    with pytest.raises(ValueError, match="champion_version: given without champion_model"):
+        build_pipeline("/d", PipelineSettings(champion_version="3"))
+
+
+def test_score_component_declares_the_champion_inputs_optional():
+    inputs = load_components()["score"].inputs
+    assert inputs["champion_model"].type == "custom_model" and inputs["champion_model"].optional
+    assert inputs["champion_version"].type == "string" and inputs["champion_version"].optional
+    assert not inputs["input_model"].optional

@@ -3,11 +3,16 @@
 Input  ``--input_data``: the test folder prepare_data wrote (images.npy, labels.npy, meta.json).
        ``--input_model``: the folder train wrote; only its ``predictor.pt`` (TorchScript) is
        loaded, so this step needs none of the training code.
+       ``--champion_model`` (optional): the current champion's model folder (its predictor.pt),
+       scored on the same test images so the service can compare like with like;
+       ``--champion_version`` (optional) is its registry version, echoed into metrics.json.
 Output ``--output_result``:
     metrics.json      accuracy, per-class precision and recall, the confusion matrix (rows: true
-                      class, columns: predicted), counts and timings
+                      class, columns: predicted), counts and timings; with a champion also
+                      ``champion``: {version, accuracy, correct}, or {version, accuracy: null,
+                      error} when it could not be scored (that never fails this step)
     predictions.csv   index,label,prediction,confidence for every test image
-    report.png        the confusion matrix and a grid of the most confident mistakes
+    report.png        the confusion matrix and a grid of the most confident mistakes (report.py)
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+try:  # a package when imported (tests), a folder of scripts when run (Azure ML, local executor)
+    from .report import champion_line, render_report
+except ImportError:
+    from report import champion_line, render_report  # type: ignore[no-redef]
 
 # The same names as prepare_data's: Azure ML uploads each component's folder alone, so they
 # cannot share a module.
@@ -38,7 +48,6 @@ CLASS_NAMES = (
     "Ankle boot",
 )
 BATCH = 500  # images per forward pass: fits the caches, unlike one 10k batch
-MISTAKES_SHOWN = 36
 
 
 class ScoreError(Exception):
@@ -50,31 +59,57 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input_data", type=Path, required=True, help="prepared test data")
     parser.add_argument("--input_model", type=Path, required=True, help="train's output folder")
     parser.add_argument("--output_result", type=Path, required=True, help="output folder")
+    parser.add_argument("--champion_model", type=Path, help="the champion's model folder")
+    parser.add_argument("--champion_version", help="the champion's registry version")
     args = parser.parse_args(argv)
     try:
-        metrics = score(args.input_data, args.input_model, args.output_result)
+        metrics = score(
+            args.input_data,
+            args.input_model,
+            args.output_result,
+            champion_dir=args.champion_model,
+            champion_version=args.champion_version,
+        )
     except ScoreError as error:
         print(f"score: {error}", file=sys.stderr)
         return 1
+    champion = champion_line(metrics)  # None without a champion
+    if champion and metrics["champion"]["accuracy"] is None:
+        print(f"score: warning: {champion[0]}", file=sys.stderr)
+    comparison = f"; {champion[0]}" if champion else ""
     print(
         f"score: accuracy {metrics['accuracy']:.4f} on {metrics['count']} images "
-        f"(scored in {metrics['seconds']['scoring']:.2f} s); results in {args.output_result}"
+        f"(scored in {metrics['seconds']['scoring']:.2f} s){comparison}; "
+        f"results in {args.output_result}"
     )
     return 0
 
 
-def score(data_dir: Path, model_dir: Path, out_dir: Path) -> dict:
+def score(
+    data_dir: Path,
+    model_dir: Path,
+    out_dir: Path,
+    *,
+    champion_dir: Path | None = None,
+    champion_version: str | None = None,
+) -> dict:
     started = time.perf_counter()
     images, labels, class_names = load_test_data(data_dir)
     predictor = load_predictor(model_dir / "predictor.pt")
     loaded = time.perf_counter()
-    probabilities = predict(predictor, images)
+    probabilities = predict(predictor, images, len(class_names))
     predictions = probabilities.argmax(1)
     confidence = probabilities.max(1)
     metrics = compute_metrics(labels, predictions, class_names)
     scored = time.perf_counter()
     metrics["seconds"] = {"load": loaded - started, "predict": scored - loaded}
     metrics["seconds"]["scoring"] = scored - started
+    if champion_dir is not None:
+        metrics["champion"] = score_champion(
+            champion_dir, champion_version, images, labels, len(class_names)
+        )
+        metrics["seconds"]["champion"] = time.perf_counter() - scored
+        scored = time.perf_counter()
 
     report = render_report(images, labels, predictions, confidence, metrics)
     metrics["seconds"]["report"] = time.perf_counter() - scored
@@ -112,28 +147,62 @@ def load_test_data(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return images, labels, names
 
 
-def load_predictor(path: Path) -> torch.jit.ScriptModule:
+def score_champion(
+    model_dir: Path, version: str | None, images: np.ndarray, labels: np.ndarray, classes: int
+) -> dict:
+    """The champion's accuracy on the same test images. One that cannot be scored is reported,
+    not fatal: the new model's result stands, and the service decides what that means."""
+    try:
+        predictor = load_predictor(
+            model_dir / "predictor.pt", "is --champion_model a model folder?"
+        )
+        correct = int((predict(predictor, images, classes).argmax(1) == labels).sum())
+    except ScoreError as error:
+        return {"version": version, "accuracy": None, "error": str(error)}
+    except Exception as error:  # a foreign model can fail in any way; say how, in one line
+        return {"version": version, "accuracy": None, "error": _one_line(error)}
+    return {"version": version, "accuracy": correct / len(labels), "correct": correct}
+
+
+def load_predictor(
+    path: Path, hint: str = "is --input_model the train step's output?"
+) -> torch.jit.ScriptModule:
     """The TorchScript predictor train exported (uint8 N x 1 x 28 x 28 -> logits), on the GPU
     when there is one (the full-size model trained on a GPU is 17 times the small one's work)."""
     if not path.is_file():
-        raise ScoreError(f"{path}: missing (is --input_model the train step's output?)")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+        raise ScoreError(f"{path}: missing ({hint})")
     with warnings.catch_warnings():  # TorchScript is deprecated in 2.x, still the fast loader
         warnings.simplefilter("ignore", FutureWarning)
         try:
-            return torch.jit.load(str(path), map_location=device).eval()
+            return torch.jit.load(str(path), map_location=_device()).eval()
         except RuntimeError as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
             raise ScoreError(f"{path}: not a TorchScript model ({first})") from None
 
 
 @torch.inference_mode()
-def predict(predictor: torch.jit.ScriptModule, images: np.ndarray) -> np.ndarray:
+def predict(predictor: torch.jit.ScriptModule, images: np.ndarray, classes: int) -> np.ndarray:
     """Class probabilities (N x classes, float32), in batches of BATCH images."""
-    device = next(predictor.parameters()).device
-    x = torch.from_numpy(images).unsqueeze(1).to(device)
-    out = [predictor(x[i : i + BATCH]).float().softmax(1) for i in range(0, len(x), BATCH)]
+    x = torch.from_numpy(images).unsqueeze(1).to(_device())
+    out = []
+    for i in range(0, len(x), BATCH):
+        batch = x[i : i + BATCH]
+        logits = predictor(batch)
+        if not isinstance(logits, torch.Tensor) or logits.shape != (len(batch), classes):
+            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ScoreError(f"predictor output: expected N x {classes} logits, got {got}")
+        out.append(logits.float().softmax(1))
     return torch.cat(out).cpu().numpy()
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _one_line(error: BaseException) -> str:
+    """``Type: message`` on one line; TorchScript puts the cause on its message's last line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1] if lines else 'no message'}"[:300]
 
 
 def compute_metrics(labels: np.ndarray, predictions: np.ndarray, class_names: list[str]) -> dict:
@@ -159,121 +228,6 @@ def compute_metrics(labels: np.ndarray, predictions: np.ndarray, class_names: li
     }
 
 
-# --- report ------------------------------------------------------------------------------------
-
-
-def render_report(
-    images: np.ndarray,
-    labels: np.ndarray,
-    predictions: np.ndarray,
-    confidence: np.ndarray,
-    metrics: dict,
-) -> bytes:
-    """PNG bytes: a title, the confusion matrix, and the most confident mistakes as a grid."""
-    import io
-
-    from PIL import Image, ImageDraw
-
-    names = [_short(name) for name in metrics["class_names"]]
-    matrix = _confusion_image(np.array(metrics["confusion_matrix"]), names)
-    wrong = np.flatnonzero(predictions != labels)
-    wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:MISTAKES_SHOWN]
-    mistakes = _mistakes_image(images[wrong], labels[wrong], predictions[wrong], names)
-
-    width = max(matrix.width, mistakes.width if mistakes else 0) + 2 * 16
-    height = 48 + matrix.height + (40 + mistakes.height if mistakes else 40) + 16
-    page = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(page)
-    title = (
-        f"Fashion-MNIST test: accuracy {metrics['accuracy']:.2%} "
-        f"({metrics['correct']} of {metrics['count']})"
-    )
-    draw.text((16, 14), title, fill="black", font=_font(20))
-    page.paste(matrix, (16, 48))
-    y = 48 + matrix.height + 12
-    if mistakes:
-        total = metrics["count"] - metrics["correct"]
-        caption = f"Most confident mistakes ({len(wrong)} of {total}): true class, as predicted"
-        draw.text((16, y), caption, fill="black", font=_font(15))
-        page.paste(mistakes, (16, y + 28))
-    else:
-        draw.text((16, y), "No mistakes.", fill="black", font=_font(15))
-    buffer = io.BytesIO()
-    page.save(buffer, format="PNG", optimize=False)
-    return buffer.getvalue()
-
-
-def _confusion_image(confusion: np.ndarray, names: list[str]):
-    """The confusion matrix as a heat map: blue diagonal, red errors, counts in the cells."""
-    from PIL import Image, ImageDraw
-
-    k = len(names)
-    cell, left, top = 46, 96, 96
-    image = Image.new("RGB", (left + k * cell + 4, top + k * cell + 24), "white")
-    draw = ImageDraw.Draw(image)
-    font = _font(13)
-    rows = np.maximum(confusion.sum(1, keepdims=True), 1)
-    share = confusion / rows  # fraction of each true class
-    for i in range(k):
-        for j in range(k):
-            x0, y0 = left + j * cell, top + i * cell
-            strength = share[i, j] if i == j else min(1.0, 4 * share[i, j])
-            base = (40, 90, 200) if i == j else (210, 50, 40)
-            color = tuple(round(255 + (c - 255) * strength) for c in base)
-            draw.rectangle((x0, y0, x0 + cell - 1, y0 + cell - 1), fill=color, outline="#dddddd")
-            text = str(confusion[i, j])
-            ink = "white" if strength > 0.55 else "black"
-            draw.text((x0 + cell / 2, y0 + cell / 2), text, fill=ink, font=font, anchor="mm")
-        draw.text(
-            (left - 6, top + i * cell + cell / 2), names[i], fill="black", font=font, anchor="rm"
-        )
-        label = Image.new("RGB", (top - 8, cell), "white")  # column names, turned upright
-        ImageDraw.Draw(label).text((2, cell / 2), names[i], fill="black", font=font, anchor="lm")
-        image.paste(label.rotate(90, expand=True), (left + i * cell, 4))
-    draw.text(
-        (left, top + k * cell + 6),
-        "rows: true class, columns: predicted",
-        fill="#555555",
-        font=font,
-    )
-    return image
-
-
-def _mistakes_image(
-    images: np.ndarray, labels: np.ndarray, predictions: np.ndarray, names: list[str]
-):
-    """Misclassified images in a torchvision grid, captioned with true and predicted class."""
-    if len(images) == 0:
-        return None
-    from PIL import Image, ImageDraw
-    from torchvision.utils import make_grid
-
-    scale, columns, pad = 3, 6, 34  # pad leaves room for a two-line caption above each tile
-    tiles = torch.from_numpy(images).unsqueeze(1).repeat_interleave(scale, 2)
-    tiles = tiles.repeat_interleave(scale, 3)
-    grid = make_grid(tiles, nrow=columns, padding=pad, pad_value=255)  # 3 x H x W uint8
-    image = Image.fromarray(grid.permute(1, 2, 0).numpy())
-    draw = ImageDraw.Draw(image)
-    font = _font(12)
-    side = 28 * scale
-    for n, (true, pred) in enumerate(zip(labels.tolist(), predictions.tolist(), strict=True)):
-        x = pad + (n % columns) * (side + pad) + side / 2
-        y = pad + (n // columns) * (side + pad)
-        draw.text((x, y - 17), names[true], fill="black", font=font, anchor="md")
-        draw.text((x, y - 3), f"as {names[pred]}", fill=(190, 30, 30), font=font, anchor="md")
-    return image
-
-
-def _short(name: str) -> str:
-    return {"T-shirt/top": "T-shirt", "Ankle boot": "Boot"}.get(name, name)
-
-
-def _font(size: int):
-    from PIL import ImageFont
-
-    return ImageFont.load_default(size=size)
-
-
 # --- output ------------------------------------------------------------------------------------
 
 
@@ -292,7 +246,8 @@ def _write_all(folder: Path, files: dict[str, bytes]) -> None:
 
 
 def _log_mlflow(metrics: dict) -> None:
-    """Log the test accuracy when mlflow is installed and a tracking server is configured."""
+    """Log the test accuracy (and the champion's) when mlflow is installed and a tracking server
+    is configured."""
     if not (os.environ.get("MLFLOW_TRACKING_URI") or os.environ.get("MLFLOW_RUN_ID")):
         return
     try:
@@ -300,6 +255,9 @@ def _log_mlflow(metrics: dict) -> None:
     except ImportError:
         return
     mlflow.log_metric("test_accuracy", metrics["accuracy"])
+    champion = metrics.get("champion") or {}
+    if champion.get("accuracy") is not None:
+        mlflow.log_metric("champion_test_accuracy", champion["accuracy"])
 
 
 if __name__ == "__main__":

@@ -155,6 +155,10 @@ class LocalBackend:
             "--learning-rate", str(pipeline.learning_rate), "--seed", str(pipeline.seed),
             "--experiment", pipeline.experiment_name, "--json",
         ]  # fmt: skip
+        if pipeline.champion_model:  # score compares the new model with it
+            argv += ["--champion-model", pipeline.champion_model]
+            if pipeline.champion_version:
+                argv += ["--champion-version", pipeline.champion_version]
         with (run_dir / LOG_FILE).open("ab") as log:
             proc = subprocess.Popen(
                 argv,

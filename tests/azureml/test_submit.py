@@ -86,6 +86,27 @@ def test_serverless_gpu_sends_an_instance_type_instead_of_a_cluster(use_fake, ma
     assert not use_fake.calls("GET", r"^/computes/serverless")
 
 
+def test_a_champion_goes_to_score_node_as_a_model_input(backend, use_fake, make_request):
+    request = make_request("batch-c")
+    champion = replace(
+        request.pipeline, champion_model="azureml:fashion-mnist-cnn:5", champion_version="5"
+    )
+    backend.submit(replace(request, pipeline=champion))
+    backend.submit(make_request("batch-d"))  # no champion: a first run
+
+    with_champion, without = (put.body["properties"] for put in use_fake.calls("PUT", r"^/jobs/"))
+    assert set(with_champion["jobs"]) == {"prepare_data_node", "train_node", "score_node"}
+    inputs = with_champion["jobs"]["score_node"]["inputs"]
+    assert inputs["champion_model"] == {  # the SDK turns NAME:VERSION into the resource id
+        "uri": f"{WORKSPACE_PATH}/models/fashion-mnist-cnn/versions/5",
+        "job_input_type": "custom_model",
+    }
+    assert inputs["champion_version"] == {"value": "5", "job_input_type": "literal"}
+    assert not use_fake.calls("GET", r"^/models/")
+    assert set(with_champion["inputs"]) == {"pipeline_input_data"}  # the same pipeline ports
+    assert set(without["jobs"]["score_node"]["inputs"]) == {"input_data", "input_model"}
+
+
 def test_second_submission_of_the_same_batch_returns_the_same_job(backend, use_fake, make_request):
     first = backend.submit(make_request("batch-7"))
     again = backend.submit(make_request("batch-7"))
