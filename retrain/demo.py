@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -84,6 +85,8 @@ def _flow(args: argparse.Namespace, tmp: Path) -> int:
     from retrain.service import get_service, set_service
 
     set_service(None)  # built from the settings just set
+    if os.environ["LOCAL_MODELS_DIR"] == DEFAULTS["LOCAL_MODELS_DIR"]:
+        shutil.rmtree(DEMO_DIR / "models", ignore_errors=True)  # its ledger is new each time
     service = get_service()
     settings = service.settings
     batch = time.strftime("demo-%Y%m%d-%H%M%S")
@@ -149,7 +152,23 @@ def _finish(run) -> int:
         _say(f"{run.status.value}: test accuracy {accuracy:.4f}")
     else:
         _say(f"{run.status.value}: {run.reason or ''}")
+    if run.model:
+        _show_model(run.model)
     return 0 if run.status.value == "Completed" else 1
+
+
+def _show_model(model: dict) -> None:
+    """The registered version, whether it became champion and why, and the registry."""
+    from retrain.cli_models import models_table
+    from retrain.service import get_service
+
+    _say("6. the model registry (python -m retrain models; GET /api/models):")
+    print(models_table(get_service().list_models(5)))
+    if model.get("version") is None:
+        _say(f"model {model['name']}: {model['reason']}")
+        return
+    verdict = "promoted to champion" if model["promoted"] else "registered, not promoted"
+    _say(f"model {model['name']} version {model['version']}: {verdict} ({model['reason']})")
 
 
 def _progress(service, run, elapsed: float) -> None:
