@@ -15,13 +15,18 @@ Microsoft.MachineLearningServices/workspaces/{ws}`` (any api-version)::
     POST  /codes/{name}/versions/{v}/startPendingUpload   SAS URL of a fresh Azurite folder
     PUT   /{codes|environments|components|data}/{name}/versions/{v}   immutable once created
     GET   /{codes|environments|components|data}/{name}/versions/{v}
-    PUT   /jobs/{name}                         400 "A job with this name already exists" on repeat
+    PUT   /jobs/{name}                         400 "A job with this name already exists" on repeat;
+                                               a pipeline job gets one child run per node
     GET   /jobs/{name}
+    PUT   /models/{name}/versions/{v}          a repeat may change tags and description only;
+                                               another modelUri: 400 "Asset paths cannot be updated."
+    GET   /models/{name}/versions[/{v}]        one version, or all of them newest first ($top)
 
 and the data plane, for ``jobs.download`` of a finished job's output and for run history::
 
     GET   /discovery                                         data-plane hosts: this server
     GET   /history/v1.0/{workspace}/runs/{name}              the run: status, start/end times
+    GET   /history/v1.0/{workspace}/runs/{name}/children     a pipeline job's steps (fake_models)
     POST  /history/v1.0/{workspace}/rundata                  the same, and its outputs
     POST  /data/v1.0/{workspace}/dataversion/batchGetResolvedUris   asset id -> azureml:// URI
     *     /devstoreaccount1/...                              relayed to Azurite
@@ -33,7 +38,9 @@ the request. Every request is recorded in ``requests`` so tests assert on what t
 Controls: ``fail_next`` (answer the next N matching requests with 429/503/..., storage requests
 too: 409 is "The specified blob already exists"), ``computes``, ``set_job_status`` (which
 stamps the run's start and end times as run history does) and ``complete_job`` (write the score
-output and mark the job Completed). The transport (server, faults, relay) is ``fake_http``.
+output and mark the job Completed); model versions and child runs have theirs in
+``fake_models`` (``children``, ``child``, ``reuse_step``, ``model``). The transport (server,
+faults, relay) is ``fake_http``.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ from azure.storage.blob import (
 )
 from fake_http import FakeCredential as FakeCredential  # re-exported: tests sign in with it
 from fake_http import Fault, Recorded, error, not_found, serve
+from fake_models import ModelsAndChildren
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 RESOURCE_GROUP = "rg-retrain"
@@ -81,7 +89,7 @@ ENDED = {"Completed", "Failed", "Canceled"}  # run history stamps an end time
 
 
 @dataclass
-class FakeAzureML:
+class FakeAzureML(ModelsAndChildren):
     """State and controls of one fake workspace; ``serve()`` runs it on loopback."""
 
     storage_connection: str  # Azurite: the workspace's storage
@@ -91,6 +99,7 @@ class FakeAzureML:
     )
     requests: list[Recorded] = field(default_factory=list)
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> resource
+    child_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # job -> steps
     url: str = ""
     ca_file: str = ""
     workspace_path: str = WORKSPACE_PATH
@@ -159,6 +168,9 @@ class FakeAzureML:
             return self._run_data(body["runId"])
         if (m := re.fullmatch(rf"{history}/runs/([^/]+)", path)) and method == "GET":
             return self._run(m[1])
+        if (m := re.fullmatch(rf"{history}/runs/([^/]+)/children", path)) and method == "GET":
+            with self._lock:
+                return self.run_children(m[1])
         if path == f"/data/v1.0{WORKSPACE_PATH}/dataversion/batchGetResolvedUris":
             return 200, {"values": {i: self._resolved_uri(i) for i in body["values"]}}
         if not path.startswith(WORKSPACE_PATH):
@@ -196,6 +208,10 @@ class FakeAzureML:
                 return self._put_job(path, body)
             if method == "GET":
                 return self._get(method, path)
+        if tail.startswith("/models/"):
+            answer = self.models_route(method, path, tail, query, body)
+            if answer is not None:
+                return answer
         return not_found(method, path)
 
     # ---- resources --------------------------------------------------------------------------
@@ -229,6 +245,8 @@ class FakeAzureML:
             }
         }
         self.resources[path] = resource
+        if props.get("jobType") == "Pipeline":
+            self.make_children(name, body)
         return 201, resource
 
     def _codes_with_hash(self, content_hash: str | None) -> list[dict[str, Any]]:
