@@ -120,7 +120,7 @@ def sweep(
     completing = [item for item in checked if isinstance(item, Moved) and item.completion]
     for m in sorted(completing, key=lambda m: m.ended):
         results += _completed(ledger, m)
-    if completing and (desk := models()) is not None:
+    if (desk := models()) is not None:  # the registry's champion tag follows the ledger's
         results += _synced(desk)
     for _, level, message in results:
         if message:

@@ -316,3 +316,26 @@ def test_a_promotion_is_announced_once(settings, store, backend, clock):
     assert promoted["type"] == "fashion.retrain.model.promoted"
     assert promoted["subject"] == f"{MODEL}:{run.run_id}"
     assert promoted["data"]["model"]["promoted"] is True
+
+
+def test_the_champion_tag_follows_when_the_registry_comes_back(
+    service, store, backend, settings, monkeypatch
+):
+    first, second = submitted_runs(service, store, 2)
+    trained(settings, first)
+    completes(backend, first, 0.9)
+    real = LocalModelRegistry.mark_champion
+
+    def unavailable(*_args, **_kwargs):
+        raise TransientError("the registry answered 503")
+
+    monkeypatch.setattr(LocalModelRegistry, "mark_champion", unavailable)
+    summary = service.sweep()
+    assert (summary.promoted, summary.errors) == (1, 1)
+    assert service.list_models(20)["champion"]["registry_synced"] is False
+    assert "champion" not in tags(settings, first.run_id)
+
+    monkeypatch.setattr(LocalModelRegistry, "mark_champion", real)
+    service.sweep()  # the second run is still active: the tick catches up
+    assert service.list_models(20)["champion"]["registry_synced"] is True
+    assert tags(settings, first.run_id)["champion"] == "true"
