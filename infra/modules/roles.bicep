@@ -136,7 +136,7 @@ resource funcWorkspace 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['AzureML Data Scientist'])
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
-    description: 'Register data versions and components, submit and read jobs, download output_result.'
+    description: 'Register data versions, components and model versions (tagging the champion), submit and read jobs, download output_result.'
   }
 }
 

@@ -5,6 +5,13 @@ so the service records the lineage from the model to that job, and through its i
 asset version. A pipeline-level output path is reported not to register; the child job is found
 with ``jobs.list(parent_job_name=...)``. The champion carries the tag ``champion: "true"``;
 model versions are immutable except their tags and description.
+
+Run history lists a v2 pipeline's steps with a GUID for a name and the node's name as display
+name (``train_node``, unless the node sets its own display name); ``azureml.nodeid`` is an
+8-hex-digit graph id, not the node's name (azure-sdk-for-python's recorded
+``test_pipeline_job_get_child_run`` finds its step the same way). A step the service reused from
+an earlier run (``azureml.isreused``) wrote nothing itself: its files are that run's
+(``azureml.reusedrunid``), which is where ``jobs.download`` looks too.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 CHAMPION_TAG = "champion"
-NODE_PROPERTY = "azureml.nodeid"  # a pipeline child job's node name, where the service sets it
+REUSED, REUSED_RUN = "azureml.isreused", "azureml.reusedrunid"  # a step the service reused
 
 
 class AzureMLModelRegistry:
@@ -87,7 +94,8 @@ def _get_model(client: MLClient, name: str, version: str) -> Any:
 
 
 def _train_step(client: MLClient, job_name: str) -> str:
-    """The name of the pipeline job's train step (its child job)."""
+    """The name of the job that wrote the pipeline job's trained model: its train step (a child
+    job, found by its display name), or the earlier run the service reused for that step."""
     from azure.core.exceptions import ResourceNotFoundError
 
     try:
@@ -95,9 +103,12 @@ def _train_step(client: MLClient, job_name: str) -> str:
     except ResourceNotFoundError:
         raise PermanentError(f"job {job_name} is not in the workspace") from None
     for child in children:
-        node = (child.properties or {}).get(NODE_PROPERTY)
-        if TRAIN_NODE in (child.display_name, node) and child.name:
-            return str(child.name)
+        if child is None or child.display_name != TRAIN_NODE or not child.name:
+            continue
+        props = child.properties or {}
+        if str(props.get(REUSED, "")).lower() == "true" and props.get(REUSED_RUN):
+            return str(props[REUSED_RUN])
+        return str(child.name)
     raise PermanentError(f"job {job_name} has no {TRAIN_NODE} step to register a model from")
 
 

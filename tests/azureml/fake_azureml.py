@@ -19,7 +19,7 @@ Microsoft.MachineLearningServices/workspaces/{ws}`` (any api-version)::
                                                a pipeline job gets one child run per node
     GET   /jobs/{name}
     PUT   /models/{name}/versions/{v}          a repeat may change tags and description only;
-                                               another modelUri: 400 "Asset paths cannot be updated."
+                                               400 "Asset paths cannot be updated." for a new path
     GET   /models/{name}/versions[/{v}]        one version, or all of them newest first ($top)
 
 and the data plane, for ``jobs.download`` of a finished job's output and for run history::

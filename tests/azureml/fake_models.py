@@ -87,13 +87,11 @@ class ModelsAndChildren:
     def make_children(self, job_name: str, body: dict[str, Any]) -> None:
         """One child run per node of a pipeline job just created."""
         nodes = body.get("properties", {}).get("jobs") or {}
-        self.child_runs[job_name] = [
-            _child_run(job_name, key, node) for key, node in nodes.items()
-        ]
+        self.child_runs[job_name] = [_child_run(job_name, key, node) for key, node in nodes.items()]
 
     # ---- model versions -------------------------------------------------------------------
     def _put_model(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        props = dict(body.get("properties", {}))
+        props = _model_properties(body.get("properties", {}))
         existing = self.resources.get(path)
         if existing is None:
             resource = _model_resource(path, props)
@@ -120,6 +118,26 @@ class ModelsAndChildren:
 
 
 SERVER_PROPS = {"provisioningState"}  # set by the service, never sent back as a change
+
+
+def _model_properties(sent: dict[str, Any]) -> dict[str, Any]:
+    """A version's properties as the service holds them: its defaults, then what was sent
+    (``flavors`` is ``{}`` for a model without any, never null)."""
+    props = {**MODEL_DEFAULTS, **sent}
+    props["flavors"] = props["flavors"] or {}
+    return props
+
+
+MODEL_DEFAULTS = {  # what a recorded answer holds beside what the SDK sent
+    "description": None,
+    "tags": {},
+    "properties": {},
+    "isArchived": False,
+    "isAnonymous": False,
+    "flavors": {},
+    "jobName": None,
+    "stage": None,
+}
 
 
 def _model_resource(path: str, props: dict[str, Any]) -> dict[str, Any]:
