@@ -121,6 +121,9 @@ def build_pipeline(
             seed=settings.seed,
         )
         _place_on_gpu(train_node, settings)
+        # Its child job's display name: how the service finds the step to register the model
+        # from (the component's own display name would otherwise show there).
+        train_node.display_name = "train_node"
         score_node = score(
             input_data=prepare_data_node.outputs.test_data,
             input_model=train_node.outputs.output_model,

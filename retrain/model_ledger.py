@@ -13,7 +13,9 @@ the champion row guarded by the ETag it was read with (or created, if there was 
 that finish together can therefore never both become champion: the second one's guard fails,
 it decides again against the new champion, and loses (``promotion``).
 
-The registry's ``champion`` tag follows the champion row (``synced``), after the transaction.
+The registry's ``champion`` tag follows the champion row after the transaction: the row keeps
+``tagged``, the version the registry's tag is on, so the tag moves from exactly that version even
+if earlier attempts to move it failed.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from .errors import PermanentError
 from .ledger import INVERT_MS, Change
 from .promotion import Champion, accuracy_of, decide
 from .records import RunRecord, parse_time, utcnow
@@ -76,8 +77,8 @@ class ModelBook:
         }
 
     def mark_synced(self, champion: Champion) -> None:
-        """Note that the registry's tags show ``champion`` (unless it changed meanwhile)."""
-        props = {**_champion_props(champion), "synced": True}
+        """Note that the registry's tag is on ``champion`` (unless the row changed meanwhile)."""
+        props = _champion_props(replace(champion, tagged=champion.version))
         with suppress(ETagMismatch):
             self.table.transact([Op("replace", self.champion_row, props, etag=champion.etag)])
 
@@ -152,6 +153,7 @@ class Completion:
                 accuracy=accuracy_of(new.metrics),
                 since=new.ended_at or "",
                 previous=self.champion.version if self.champion else None,
+                tagged=self.champion.tagged if self.champion else None,
             )
             props = _champion_props(champion)
             if self.champion is None:
@@ -184,15 +186,13 @@ class ModelDesk:
         return Completion(self.book, finish, registered, problem, self.min_gain)
 
     def sync(self) -> str | None:
-        """Make the registry's ``champion`` tag show the ledger's champion; a log line if it
-        changed anything. Registry trouble is left for the next tick to retry."""
+        """Make the registry's ``champion`` tag show the ledger's champion (moving it from the
+        version it is on); a log line if it changed anything. Registry trouble raises: the next
+        tick tries again."""
         champion = self.book.champion()
         if champion is None or champion.synced:
             return None
-        try:
-            self.registry.mark_champion(champion.model, champion.version, champion.previous)
-        except PermanentError as exc:
-            return f"models: could not tag {champion.model}:{champion.version} as champion: {exc}"
+        self.registry.mark_champion(champion.model, champion.version, champion.tagged)
         self.book.mark_synced(champion)
         return f"models: {champion.model}:{champion.version} is tagged champion in the registry"
 
@@ -225,7 +225,7 @@ def _champion_props(champion: Champion) -> dict[str, Any]:
         "accuracy": champion.accuracy,
         "since": champion.since,
         "previous": champion.previous or "",
-        "synced": champion.synced,
+        "tagged": champion.tagged or "",
     })  # fmt: skip
 
 
@@ -239,7 +239,7 @@ def _champion(name: str, entity: Entity) -> Champion:
         accuracy=float(accuracy) if isinstance(accuracy, int | float) else None,
         since=str(props.get("since", "")),
         previous=str(props.get("previous") or "") or None,
-        synced=bool(props.get("synced")),
+        tagged=str(props.get("tagged") or "") or None,
         etag=entity.etag,
     )
 

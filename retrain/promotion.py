@@ -35,8 +35,13 @@ class Champion:
     accuracy: float | None
     since: str  # when it was promoted
     previous: str | None = None  # the version it replaced
-    synced: bool = False  # whether the registry's tags show it yet
+    tagged: str | None = None  # the version the registry's champion tag is on (None: none)
     etag: str = ""
+
+    @property
+    def synced(self) -> bool:
+        """Whether the registry's tag shows this champion yet."""
+        return self.tagged == self.version
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -268,12 +268,33 @@ class RetrainService:
             clock=self.clock,
             models=lambda: self.models,
         )
+        summary = self._sync_champion_tag(summary)
         if not sink_names(self.settings):
             return summary
         delivery = deliver(self.ledger, self.sinks, self.clock())
         for level, line in delivery.lines:
             log.log(level, "%s", line)
         return replace(summary, notified=delivery.sent, notify_retrying=delivery.retrying)
+
+    def _sync_champion_tag(self, summary: SweepSummary) -> SweepSummary:
+        """Bring the registry's champion tag up to the ledger's champion (it may have failed
+        right after a promotion). A tick with no active run reads the champion row first, so an
+        idle tick builds no backend."""
+        if summary.active == 0:
+            champion = self.book.champion()
+            if champion is None or champion.synced:
+                return summary
+        desk = self.models
+        if desk is None:
+            return summary
+        try:
+            line = desk.sync()
+        except Exception as exc:  # the next tick tries again
+            log.warning("sweep: models: champion tag: %s: %s", type(exc).__name__, exc)
+            return replace(summary, errors=summary.errors + 1)
+        if line:
+            log.info("sweep: %s", line)
+        return summary
 
     @property
     def sinks(self) -> dict[str, Sink]:

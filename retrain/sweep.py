@@ -120,8 +120,6 @@ def sweep(
     completing = [item for item in checked if isinstance(item, Moved) and item.completion]
     for m in sorted(completing, key=lambda m: m.ended):
         results += _completed(ledger, m)
-    if (desk := models()) is not None:  # the registry's champion tag follows the ledger's
-        results += _synced(desk)
     for _, level, message in results:
         if message:
             log.log(level, "sweep: %s", message)
@@ -162,15 +160,6 @@ def _completed(ledger: Ledger, moved: Moved) -> list[Result]:
         level = logging.WARNING if model.get("version") is None else logging.INFO
         return [result, ("", level, f"{named} not promoted: {model.get('reason')}")]
     return [result, ("promoted", logging.INFO, f"{named} promoted to champion: {model['reason']}")]
-
-
-def _synced(desk: ModelDesk) -> list[Result]:
-    """The registry's champion tag, brought up to the ledger's champion."""
-    try:
-        line = desk.sync()
-    except Exception as exc:
-        return [("errors", logging.WARNING, f"models: champion tag: {type(exc).__name__}: {exc}")]
-    return [("", logging.INFO, line)] if line else []
 
 
 def _written(run: Stored, outcome: tuple[Stored, bool] | Exception) -> Result:

@@ -291,3 +291,9 @@ def test_score_component_declares_the_champion_inputs_optional():
     assert inputs["champion_model"].type == "custom_model" and inputs["champion_model"].optional
     assert inputs["champion_version"].type == "string" and inputs["champion_version"].optional
     assert not inputs["input_model"].optional
+
+
+def test_the_train_step_is_named_so_its_model_can_be_found():
+    """The service finds the child job to register the model from by this display name."""
+    job = build_pipeline("./data")
+    assert job.jobs["train_node"].display_name == "train_node"

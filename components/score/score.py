@@ -8,9 +8,10 @@ Input  ``--input_data``: the test folder prepare_data wrote (images.npy, labels.
        ``--champion_version`` (optional) is its registry version, echoed into metrics.json.
 Output ``--output_result``:
     metrics.json      accuracy, per-class precision and recall, the confusion matrix (rows: true
-                      class, columns: predicted), counts and timings; with a champion also
-                      ``champion``: {version, accuracy, correct}, or {version, accuracy: null,
-                      error} when it could not be scored (that never fails this step)
+                      class, columns: predicted), counts, timings and the model's preset;
+                      with a champion also ``champion``: {version, accuracy, correct}, or
+                      {version, accuracy: null, error} when it could not be scored (that
+                      never fails this step)
     predictions.csv   index,label,prediction,confidence for every test image
     report.png        the confusion matrix and a grid of the most confident mistakes (report.py)
 """
@@ -101,6 +102,8 @@ def score(
     predictions = probabilities.argmax(1)
     confidence = probabilities.max(1)
     metrics = compute_metrics(labels, predictions, class_names)
+    if preset := model_preset(model_dir):
+        metrics["model"] = {"preset": preset}  # for the registry's tags, without the model
     scored = time.perf_counter()
     metrics["seconds"] = {"load": loaded - started, "predict": scored - loaded}
     metrics["seconds"]["scoring"] = scored - started
@@ -127,6 +130,15 @@ def score(
     )
     _log_mlflow(metrics)
     return metrics
+
+
+def model_preset(model_dir: Path) -> str | None:
+    """The preset train recorded in ``config.json`` beside the predictor, if it did."""
+    try:
+        preset = json.loads((model_dir / "config.json").read_text()).get("preset")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return preset if isinstance(preset, str) else None
 
 
 def load_test_data(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:

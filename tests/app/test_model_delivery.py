@@ -321,7 +321,7 @@ def test_a_promotion_is_announced_once(settings, store, backend, clock):
 def test_the_champion_tag_follows_when_the_registry_comes_back(
     service, store, backend, settings, monkeypatch
 ):
-    first, second = submitted_runs(service, store, 2)
+    first, _still_active = submitted_runs(service, store, 2)
     trained(settings, first)
     completes(backend, first, 0.9)
     real = LocalModelRegistry.mark_champion
@@ -339,3 +339,33 @@ def test_the_champion_tag_follows_when_the_registry_comes_back(
     service.sweep()  # the second run is still active: the tick catches up
     assert service.list_models(20)["champion"]["registry_synced"] is True
     assert tags(settings, first.run_id)["champion"] == "true"
+
+
+def test_the_tag_moves_from_the_version_that_carries_it(
+    service, store, backend, settings, monkeypatch
+):
+    """A is tagged; B is promoted but the registry is down; C is promoted before it is back:
+    the tag moves from A (the version that carries it), not from B (the one C replaced)."""
+    a, b, c = submitted_runs(service, store, 3)
+    for run in (a, b, c):
+        trained(settings, run)
+    completes(backend, a, 0.90)
+    service.sweep()
+    real = LocalModelRegistry.mark_champion
+
+    def unavailable(*_args, **_kwargs):
+        raise TransientError("the registry answered 503")
+
+    monkeypatch.setattr(LocalModelRegistry, "mark_champion", unavailable)
+    completes(backend, b, 0.92, champion=(a.run_id, 0.90))
+    service.sweep()
+    completes(backend, c, 0.95, champion=(b.run_id, 0.91))
+    service.sweep()
+    champion = service.list_models(20)["champion"]
+    assert (champion["version"], champion["registry_synced"]) == (c.run_id, False)
+    assert tags(settings, a.run_id)["champion"] == "true"  # still on A
+
+    monkeypatch.setattr(LocalModelRegistry, "mark_champion", real)
+    service.sweep()  # nothing active: the idle tick catches up
+    assert service.list_models(20)["champion"]["registry_synced"] is True
+    assert [("champion" in tags(settings, r.run_id)) for r in (a, b, c)] == [False, False, True]

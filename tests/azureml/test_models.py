@@ -263,10 +263,6 @@ def test_a_model_versions_path_cannot_be_changed(backend, use_fake, make_request
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="retrain/sweep.py returns before the champion sync when no run is active",
-)
 def test_a_champion_tag_that_failed_is_set_by_a_later_tick_with_nothing_active(
     azureml_app, use_fake, tmp_path
 ):
