@@ -292,30 +292,48 @@ def test_the_api_and_the_command_line_agree(service, store, backend, settings, m
     assert status == 400 and body["error"]["field"] == "limit"
 
 
-def test_a_promotion_is_announced_once(settings, store, backend, clock):
-    from test_outbox import RecordingSink
+def test_a_loopback_webhook_gets_the_promotion_once_signed_even_after_being_down(
+    settings, store, backend, clock
+):
+    """The real webhook sink and a real HTTP receiver on 127.0.0.1, down (503) for the first
+    ticks: the completion and the promotion each arrive once, signed; redelivered blob events
+    and repeated sweeps add nothing."""
+    from datetime import timedelta
 
-    sink = RecordingSink()
-    configured = replace(
-        settings, notify_webhook_url="https://hooks.example/x", notify_webhook_secret="s"
-    )
-    svc = RetrainService(configured, store=store, backend=backend, clock=clock)
-    svc._sinks = {sink.name: sink}
-    service_module.set_service(svc)
-    try:
-        [run] = submitted_runs(svc, store, 1)
-        trained(settings, run)
-        completes(backend, run, 0.9)
-        for _ in range(3):
-            svc.sweep()
-    finally:
-        service_module.set_service(None)
-    ids = sorted(event["id"] for event in sink.events)
-    assert ids == [f"{run.run_id}:completed", f"{run.run_id}:promoted"]
-    [promoted] = [e for e in sink.events if e["id"].endswith(":promoted")]
+    from receivers import Receiver
+
+    secret = "promotion-secret"
+    with Receiver(secret=secret, status=503).serve() as receiver:
+        configured = replace(
+            settings, notify_webhook_url=f"{receiver.url}/hook", notify_webhook_secret=secret
+        )
+        svc = RetrainService(configured, store=store, backend=backend, clock=clock)
+        service_module.set_service(svc)
+        try:
+            [run] = submitted_runs(svc, store, 1)
+            trained(settings, run)
+            completes(backend, run, 0.9)
+            for _ in range(2):  # down: nothing is lost
+                svc.sweep()
+                clock.now += timedelta(minutes=5)
+            assert receiver.deliveries and len(svc.ledger.outbox()) == 2
+            receiver.status = 200
+            receiver.deliveries.clear()
+            for _ in range(3):
+                svc.sweep()
+                blob_event(store, f"{configured.landing_container}/b0/train-images-idx3-ubyte.gz")
+                clock.now += timedelta(hours=2)
+        finally:
+            service_module.set_service(None)
+
+    assert all(d.verified for d in receiver.deliveries)
+    events = [json.loads(d.raw) for d in receiver.deliveries]
+    assert sorted(e["id"] for e in events) == [f"{run.run_id}:completed", f"{run.run_id}:promoted"]
+    [promoted] = [e for e in events if e["id"].endswith(":promoted")]
     assert promoted["type"] == "fashion.retrain.model.promoted"
     assert promoted["subject"] == f"{MODEL}:{run.run_id}"
     assert promoted["data"]["model"]["promoted"] is True
+    assert svc.ledger.outbox() == []
 
 
 def test_the_champion_tag_follows_when_the_registry_comes_back(
