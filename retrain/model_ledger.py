@@ -13,9 +13,9 @@ the champion row guarded by the ETag it was read with (or created, if there was 
 that finish together can therefore never both become champion: the second one's guard fails,
 it decides again against the new champion, and loses (``promotion``).
 
-The registry's ``champion`` tag follows the champion row after the transaction: the row keeps
-``tagged``, the version the registry's tag is on, so the tag moves from exactly that version even
-if earlier attempts to move it failed.
+The registry's ``champion`` tag follows the champion row after the transaction (tagging the
+champion untags every other version, so no failure leaves two); the row notes when it is done
+(``tagged``) or why it cannot be (``tag_error``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from .errors import PermanentError
 from .ledger import INVERT_MS, Change
 from .promotion import Champion, accuracy_of, decide
 from .records import RunRecord, parse_time, utcnow
@@ -76,11 +77,18 @@ class ModelBook:
             "count": len(versions),
         }
 
-    def mark_synced(self, champion: Champion) -> None:
-        """Note that the registry's tag is on ``champion`` (unless the row changed meanwhile)."""
-        props = _champion_props(replace(champion, tagged=champion.version))
+    def mark_tagged(self, champion: Champion, error: str | None = None) -> None:
+        """Note that the registry's tag is on ``champion`` now, or (``error``) why it cannot
+        be put there, so no tick retries it; unless the row changed meanwhile (a newer
+        champion, whose own tagging untags every other version anyway)."""
+        if error:
+            done = replace(champion, tag_error=error)
+        else:
+            done = replace(champion, tagged=champion.version)
         with suppress(ETagMismatch):
-            self.table.transact([Op("replace", self.champion_row, props, etag=champion.etag)])
+            self.table.transact(
+                [Op("replace", self.champion_row, _champion_props(done), etag=champion.etag)]
+            )
 
 
 class Completion:
@@ -185,16 +193,21 @@ class ModelDesk:
     ) -> Completion:
         return Completion(self.book, finish, registered, problem, self.min_gain)
 
-    def sync(self) -> str | None:
-        """Make the registry's ``champion`` tag show the ledger's champion (moving it from the
-        version it is on); a log line if it changed anything. Registry trouble raises: the next
-        tick tries again."""
+    def sync(self) -> tuple[int, str] | None:
+        """Move the registry's ``champion`` tag to the ledger's champion; the log line to write,
+        if it did anything. Trouble that may pass raises (the next tick tries again); a
+        permanent refusal is noted on the champion row and not retried until the next one."""
         champion = self.book.champion()
-        if champion is None or champion.synced:
+        if champion is None or not champion.needs_tag:
             return None
-        self.registry.mark_champion(champion.model, champion.version, champion.tagged)
-        self.book.mark_synced(champion)
-        return f"models: {champion.model}:{champion.version} is tagged champion in the registry"
+        named = f"{champion.model}:{champion.version}"
+        try:
+            self.registry.mark_champion(champion.model, champion.version)
+        except PermanentError as exc:
+            self.book.mark_tagged(champion, error=str(exc)[:300])
+            return logging.ERROR, f"models: cannot tag {named} as champion ({exc}); not retried"
+        self.book.mark_tagged(champion)
+        return logging.INFO, f"models: {named} is tagged champion in the registry"
 
 
 def model_tags(record: RunRecord, metrics: Mapping[str, Any] | None) -> dict[str, str]:
@@ -226,31 +239,31 @@ def _champion_props(champion: Champion) -> dict[str, Any]:
         "since": champion.since,
         "previous": champion.previous or "",
         "tagged": champion.tagged or "",
+        "tag_error": champion.tag_error or "",
     })  # fmt: skip
 
 
 def _champion(name: str, entity: Entity) -> Champion:
     props = entity.props
-    accuracy = props.get("accuracy")
     return Champion(
         model=name,
         version=str(props.get("version", "")),
         run_id=str(props.get("run_id", "")),
-        accuracy=float(accuracy) if isinstance(accuracy, int | float) else None,
+        accuracy=accuracy_of(props),
         since=str(props.get("since", "")),
         previous=str(props.get("previous") or "") or None,
         tagged=str(props.get("tagged") or "") or None,
+        tag_error=str(props.get("tag_error") or "") or None,
         etag=entity.etag,
     )
 
 
 def _version(entity: Entity) -> dict[str, Any]:
     props = entity.props
-    accuracy = props.get("accuracy")
     return {
         "version": str(props.get("version", "")),
         "run_id": str(props.get("run_id", "")),
-        "accuracy": float(accuracy) if isinstance(accuracy, int | float) else None,
+        "accuracy": accuracy_of(props),
         "registered_at": props.get("registered_at") or None,
         "job_name": props.get("job_name") or None,
         "data_asset": props.get("data_asset") or None,

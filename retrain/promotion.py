@@ -7,7 +7,9 @@ fair. The rule:
 - no champion yet: the new model becomes champion;
 - it was scored against another version than today's champion (one promoted meanwhile), or
   against none: not promoted, since the two never met on the same data;
-- the champion could not be scored on this test data (its files are broken): promoted;
+- the champion could not be scored on this test data (its files are broken, or unreadable
+  where the step ran): compared with the accuracy recorded when it was promoted instead, so a
+  worse model never wins by default;
 - otherwise promoted when it beats the champion by more than nothing and by at least
   ``PROMOTE_MIN_GAIN`` (an accuracy difference: 0.005 is half a point). A tie never promotes.
 
@@ -35,13 +37,19 @@ class Champion:
     accuracy: float | None
     since: str  # when it was promoted
     previous: str | None = None  # the version it replaced
-    tagged: str | None = None  # the version the registry's champion tag is on (None: none)
+    tagged: str | None = None  # the version the registry's champion tag was last put on
+    tag_error: str | None = None  # why tagging it failed for good (not retried)
     etag: str = ""
 
     @property
     def synced(self) -> bool:
         """Whether the registry's tag shows this champion yet."""
         return self.tagged == self.version
+
+    @property
+    def needs_tag(self) -> bool:
+        """Whether a tick should (try to) move the registry's tag to this champion."""
+        return not self.synced and self.tag_error is None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +59,7 @@ class Champion:
             "since": self.since,
             "previous": self.previous,
             "registry_synced": self.synced,
+            "registry_error": self.tag_error,
         }
 
 
@@ -88,21 +97,17 @@ def decide(
             f"it was scored against {was}, but the champion is now version "
             f"{champion.version}: they never met on the same test data",
         )
+    subject, on = f"the champion (version {champion.version})", " on the same data"
     champion_accuracy = accuracy_of(scored)
-    if champion_accuracy is None:
-        why = str(scored.get("error") or "no accuracy")[:200]
-        return Verdict(
-            True, f"the champion (version {champion.version}) could not be scored: {why}"
-        )
+    if champion_accuracy is None:  # its files could not be scored here (the step says why)
+        if champion.accuracy is None:
+            return Verdict(True, f"{subject} could not be scored and has no recorded accuracy")
+        champion_accuracy = champion.accuracy
+        subject = f"the recorded accuracy of {subject}, {champion.accuracy:.2%}"
+        on = " (it could not be scored on this test data)"
     gain = accuracy - champion_accuracy
     points = f"{100 * gain:+.2f} points"
     if gain > EPSILON and gain >= min_gain - EPSILON:
-        return Verdict(
-            True, f"beats the champion (version {champion.version}) by {points} on the same data"
-        )
+        return Verdict(True, f"beats {subject} by {points}{on}")
     needed = f"more than 0 and at least {100 * min_gain:+.2f}" if min_gain else "more than 0"
-    return Verdict(
-        False,
-        f"{points} against the champion (version {champion.version}) on the same data; "
-        f"promotion needs {needed}",
-    )
+    return Verdict(False, f"{points} against {subject}{on}; promotion needs {needed}")

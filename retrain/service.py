@@ -282,19 +282,21 @@ class RetrainService:
         idle tick builds no backend."""
         if summary.active == 0:
             champion = self.book.champion()
-            if champion is None or champion.synced:
+            if champion is None or not champion.needs_tag:
                 return summary
         desk = self.models
         if desk is None:
             return summary
         try:
-            line = desk.sync()
+            done = desk.sync()
         except Exception as exc:  # the next tick tries again
             log.warning("sweep: models: champion tag: %s: %s", type(exc).__name__, exc)
             return replace(summary, errors=summary.errors + 1)
-        if line:
-            log.info("sweep: %s", line)
-        return summary
+        if done is None:
+            return summary
+        level, line = done
+        log.log(level, "sweep: %s", line)
+        return replace(summary, errors=summary.errors + 1) if level >= logging.ERROR else summary
 
     @property
     def sinks(self) -> dict[str, Sink]:

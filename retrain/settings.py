@@ -59,7 +59,7 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 def _gain(env: Mapping[str, str]) -> float:
-    """``PROMOTE_MIN_GAIN``: an accuracy difference (0.005 is half a point), from 0 to 1."""
+    """``PROMOTE_MIN_GAIN``: an accuracy difference (0.005 is half a point), 0 or more, below 1."""
     raw = env.get("PROMOTE_MIN_GAIN", "").strip()
     if not raw:
         return 0.0
@@ -69,7 +69,7 @@ def _gain(env: Mapping[str, str]) -> float:
         raise ConfigurationError(f"PROMOTE_MIN_GAIN: expected a number, got {raw!r}") from None
     if not 0 <= value < 1:
         raise ConfigurationError(
-            f"PROMOTE_MIN_GAIN: expected an accuracy difference from 0 to 1 "
+            f"PROMOTE_MIN_GAIN: expected an accuracy difference of 0 or more and below 1 "
             f"(0.005 is half a point), got {raw}"
         )
     return value

@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .backends.base import JobState, RunStatus
-from .errors import CorruptDocumentError, NotFoundError, PermanentError
+from .backends.base import JobState, NoModelError, RunStatus
+from .errors import CorruptDocumentError, NotFoundError
 from .ledger import DamagedRun, Ledger, Stored
 from .records import RunRecord, iso, parse_time, utcnow
 
@@ -220,9 +220,9 @@ class _Tick:
         desk = self.models() if state.status is RunStatus.COMPLETED else None
         if desk is None:
             return Moved(run, change)
-        try:  # TransientError propagates: the run is checked again next tick
+        try:  # any other error propagates: the run stays open and is checked again next tick
             registered, problem = desk.register(record, state.metrics), None
-        except PermanentError as exc:
+        except NoModelError as exc:  # nothing to register: it completes without a model
             registered, problem = None, str(exc)
         ended = iso(state.ended_at or now)
         return Moved(run, change, desk.completion(change, registered, problem), ended)

@@ -22,14 +22,13 @@ from typing import TYPE_CHECKING, Any
 from ..errors import PermanentError
 from .azureml_client import get_client
 from .azureml_errors import translate
-from .base import MODEL_OUTPUT, TRAIN_NODE, ModelVersion
+from .base import CHAMPION_TAG, MODEL_OUTPUT, TRAIN_NODE, ModelVersion, NoModelError
 
 if TYPE_CHECKING:
     from azure.ai.ml import MLClient
 
     from ..settings import Settings
 
-CHAMPION_TAG = "champion"
 REUSED, REUSED_RUN = "azureml.isreused", "azureml.reusedrunid"  # a step the service reused
 
 
@@ -63,22 +62,31 @@ class AzureMLModelRegistry:
                 description=f"Fashion-MNIST CNN trained by pipeline job {job_name}",
                 tags=dict(tags),
             )
-            return _version(client.models.create_or_update(model))
+            try:
+                return _version(client.models.create_or_update(model))
+            except Exception:
+                # Another host registered it meanwhile (the service refuses a second create)?
+                if (existing := _get_model(client, name, version)) is not None:
+                    return _version(existing)
+                raise
 
     def model_input(self, name: str, version: str) -> str:
         return f"azureml:{name}:{version}"
 
-    def mark_champion(self, name: str, version: str, previous: str | None) -> None:
+    def mark_champion(self, name: str, version: str) -> None:
         with translate(f"tag model {name}:{version} as champion"):
             client = self.client
-            if previous and previous != version:
-                old = _get_model(client, name, previous)
-                if old is not None and CHAMPION_TAG in (old.tags or {}):
-                    old.tags = {k: v for k, v in old.tags.items() if k != CHAMPION_TAG}
-                    client.models.create_or_update(old)
             new = _get_model(client, name, version)
             if new is None:
                 raise PermanentError(f"model {name}:{version} is not registered")
+            # Untag first: a failure between the two leaves no champion tag, never two; the next
+            # tick finishes the move.
+            for listed in client.models.list(name=name):
+                if str(listed.version) != version and CHAMPION_TAG in (listed.tags or {}):
+                    old = _get_model(client, name, str(listed.version))
+                    if old is not None and CHAMPION_TAG in (old.tags or {}):
+                        old.tags = {k: v for k, v in old.tags.items() if k != CHAMPION_TAG}
+                        client.models.create_or_update(old)
             if (new.tags or {}).get(CHAMPION_TAG) != "true":
                 new.tags = {**(new.tags or {}), CHAMPION_TAG: "true"}
                 client.models.create_or_update(new)
@@ -101,7 +109,7 @@ def _train_step(client: MLClient, job_name: str) -> str:
     try:
         children = list(client.jobs.list(parent_job_name=job_name))
     except ResourceNotFoundError:
-        raise PermanentError(f"job {job_name} is not in the workspace") from None
+        raise NoModelError(f"job {job_name} is not in the workspace") from None
     for child in children:
         if child is None or child.display_name != TRAIN_NODE or not child.name:
             continue
@@ -109,7 +117,7 @@ def _train_step(client: MLClient, job_name: str) -> str:
         if str(props.get(REUSED, "")).lower() == "true" and props.get(REUSED_RUN):
             return str(props[REUSED_RUN])
         return str(child.name)
-    raise PermanentError(f"job {job_name} has no {TRAIN_NODE} step to register a model from")
+    raise NoModelError(f"job {job_name} has no {TRAIN_NODE} step to register a model from")
 
 
 def _version(model: Any) -> ModelVersion:

@@ -13,6 +13,8 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..errors import PermanentError
+
 if TYPE_CHECKING:
     from pipeline_builder import PipelineSettings
 
@@ -132,6 +134,12 @@ class Backend(Protocol):
 
 
 TRAIN_NODE, MODEL_OUTPUT = "train_node", "output_model"  # where a run's trained model is
+CHAMPION_TAG = "champion"  # the registry tag ("true") on the champion version
+
+
+class NoModelError(PermanentError):
+    """The job left no trained model to register: the run completes without one. (Any other
+    registry error leaves the run open, so a missing role or an outage loses no model.)"""
 
 
 @dataclass(frozen=True)
@@ -155,15 +163,16 @@ class ModelRegistry(Protocol):
         self, name: str, version: str, job_name: str, tags: Mapping[str, str]
     ) -> ModelVersion:
         """Register the model the job's train step wrote as ``name:version``; a repeat returns
-        the existing version. PermanentError when the job has no trained model to register."""
+        the existing version. NoModelError when the job left no trained model."""
         ...
 
     def model_input(self, name: str, version: str) -> str:
         """How a pipeline names this version as an input (the score step's champion)."""
         ...
 
-    def mark_champion(self, name: str, version: str, previous: str | None) -> None:
-        """Tag ``version`` as champion and untag ``previous``; repeatable."""
+    def mark_champion(self, name: str, version: str) -> None:
+        """Tag ``version`` as champion and untag every other version that carries the tag
+        (so no failure, on any host, can leave two); repeatable."""
         ...
 
 

@@ -7,7 +7,7 @@
 
 A version is written once, whole (copied under a staging name, then renamed: of two concurrent
 registrations exactly one wins and the other returns it), and never changes except its tags,
-as in Azure ML. The champion carries the tag ``champion: "true"``.
+as in Azure ML. The champion carries the tag ``champion: "true"``, and no other version does.
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ from typing import TYPE_CHECKING, Any
 from ..errors import PermanentError
 from ..local_status import write_json_atomic
 from ..records import iso, utcnow
-from .base import MODEL_OUTPUT, TRAIN_NODE, ModelVersion
+from .base import CHAMPION_TAG, MODEL_OUTPUT, TRAIN_NODE, ModelVersion, NoModelError
 
 if TYPE_CHECKING:
     from ..settings import Settings
 
 MODEL_FILE = "model.json"
-CHAMPION_TAG = "champion"
 
 
 class LocalModelRegistry:
@@ -47,7 +46,9 @@ class LocalModelRegistry:
             return self._read(name, version)
         source = self.runs_dir / job_name / TRAIN_NODE / MODEL_OUTPUT
         if not (source / "predictor.pt").is_file():
-            raise PermanentError(f"job {job_name} left no trained model in {source}")
+            raise NoModelError(
+                f"job {job_name} left no trained model ({TRAIN_NODE}/{MODEL_OUTPUT}/predictor.pt)"
+            )
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = folder.parent / f".staging-{version}-{uuid.uuid4().hex[:8]}"
         try:
@@ -72,9 +73,13 @@ class LocalModelRegistry:
     def model_input(self, name: str, version: str) -> str:
         return str(self.models_dir / name / version)
 
-    def mark_champion(self, name: str, version: str, previous: str | None) -> None:
-        if previous and previous != version and (self.models_dir / name / previous).is_dir():
-            self._set_tag(name, previous, None)
+    def mark_champion(self, name: str, version: str) -> None:
+        if not (self.models_dir / name / version / MODEL_FILE).is_file():
+            raise PermanentError(f"model {name}:{version} is not in the local registry")
+        for document in sorted((self.models_dir / name).glob(f"*/{MODEL_FILE}")):
+            other = document.parent.name
+            if other != version and CHAMPION_TAG in self._document(document).get("tags", {}):
+                self._set_tag(name, other, None)
         self._set_tag(name, version, "true")
 
     def _set_tag(self, name: str, version: str, value: str | None) -> None:
@@ -95,7 +100,8 @@ class LocalModelRegistry:
         try:
             document = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise PermanentError(f"{path}: unreadable ({type(exc).__name__})") from None
+            where = f"{path.parent.parent.name}/{path.parent.name}/{path.name}"
+            raise PermanentError(f"{where}: unreadable ({type(exc).__name__})") from None
         if not isinstance(document, dict):
-            raise PermanentError(f"{path}: not a model document")
+            raise PermanentError(f"{path.parent.name}/{path.name}: not a model document")
         return document

@@ -387,3 +387,117 @@ def test_the_tag_moves_from_the_version_that_carries_it(
     service.sweep()  # nothing active: the idle tick catches up
     assert service.list_models(20)["champion"]["registry_synced"] is True
     assert [("champion" in tags(settings, r.run_id)) for r in (a, b, c)] == [False, False, True]
+
+
+def test_two_hosts_both_seeing_no_champion_promote_once(
+    settings, store, backend, clock, monkeypatch
+):
+    """Another host creates the first champion row after this completion read "none": the
+    create fails, the completion is decided again, loses ("never met"), and announces no
+    promotion; only the other host's version is champion."""
+    configured = replace(
+        settings, notify_webhook_url="https://hooks.example/x", notify_webhook_secret="s"
+    )
+    svc = RetrainService(configured, store=store, backend=backend, clock=clock)
+    service_module.set_service(svc)
+    try:
+        [run] = submitted_runs(svc, store, 1)
+    finally:
+        service_module.set_service(None)
+    trained(settings, run)
+    completes(backend, run, 0.95)
+    real = ModelBook.champion
+    raced: list[bool] = []
+
+    def none_then_another_host_promotes(self):
+        found = real(self)
+        if not raced:
+            raced.append(True)
+            other = {"version": "theirs", "run_id": "t", "accuracy": 0.8, "since": "x"}
+            self.table.transact([Op("create", self.champion_row, other)])
+        return found
+
+    monkeypatch.setattr(ModelBook, "champion", none_then_another_host_promotes)
+    svc.sweep()
+
+    model = svc.get_run(run.run_id).model
+    assert model and model["promoted"] is False and model["champion_before"] == "theirs"
+    assert "never met on the same test data" in model["reason"]
+    assert [row.row.rsplit("|", 1)[1] for row in svc.ledger.outbox()] == [f"{run.run_id}:completed"]
+    assert svc.list_models(20)["champion"]["version"] == "theirs"
+
+
+def test_a_tag_left_behind_by_a_failed_write_is_removed(
+    service, store, backend, settings, monkeypatch
+):
+    """B is tagged but noting it in the ledger fails; C is promoted: tagging C untags every
+    other version, so B does not keep a tag for good."""
+    a, b, c = submitted_runs(service, store, 3)
+    for run in (a, b, c):
+        trained(settings, run)
+    completes(backend, a, 0.90)
+    service.sweep()
+    real = ModelBook.mark_tagged
+
+    def lost(*_args, **_kwargs):
+        raise TransientError("storage answered 503")
+
+    monkeypatch.setattr(ModelBook, "mark_tagged", lost)
+    completes(backend, b, 0.92, champion=(a.run_id, 0.90))
+    service.sweep()
+    monkeypatch.setattr(ModelBook, "mark_tagged", real)
+    completes(backend, c, 0.95, champion=(b.run_id, 0.91))
+    service.sweep()
+    assert [("champion" in tags(settings, r.run_id)) for r in (a, b, c)] == [False, False, True]
+    assert service.list_models(20)["champion"]["registry_synced"] is True
+
+
+def test_a_tag_that_cannot_be_set_is_noted_and_not_retried(
+    service, store, backend, settings, monkeypatch
+):
+    import shutil
+
+    first, _second = submitted_runs(service, store, 2)
+    trained(settings, first)
+    completes(backend, first, 0.9)
+    real = LocalModelRegistry.mark_champion
+    calls: list[str] = []
+
+    def gone(self, name, version):
+        calls.append(version)
+        shutil.rmtree(Path(settings.local_models_dir) / name / version)  # deleted by hand
+        return real(self, name, version)
+
+    monkeypatch.setattr(LocalModelRegistry, "mark_champion", gone)
+    summary = service.sweep()
+    assert (summary.promoted, summary.errors) == (1, 1)
+    champion = service.list_models(20)["champion"]
+    assert champion["registry_synced"] is False
+    assert (
+        champion["registry_error"] == f"model {MODEL}:{first.run_id} is not in the local registry"
+    )
+    for _ in range(2):  # active and idle ticks alike: not retried
+        service.sweep()
+    assert calls == [first.run_id]
+
+
+def test_a_registry_that_refuses_leaves_the_run_open(
+    service, store, backend, settings, monkeypatch
+):
+    """Only "the job left no model" completes a run without one; a refusal (a role not yet
+    granted, say) leaves it open, so no model is lost, and the next tick registers it."""
+    from retrain.errors import SubmissionError
+
+    [run] = submitted_runs(service, store, 1)
+    trained(settings, run)
+    completes(backend, run, 0.9)
+    real = LocalModelRegistry.register
+
+    def refused(*_args, **_kwargs):
+        raise SubmissionError("register model: not authorized (HTTP 403)")
+
+    monkeypatch.setattr(LocalModelRegistry, "register", refused)
+    assert service.sweep().errors == 1
+    assert service.get_run(run.run_id).status is RunStatus.SUBMITTED
+    monkeypatch.setattr(LocalModelRegistry, "register", real)
+    assert service.sweep().promoted == 1

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from retrain.promotion import Champion, accuracy_of, decide
+from retrain.promotion import Champion, decide
 
 CHAMPION = Champion(model="m", version="v1", run_id="r1", accuracy=0.9, since="t")
 
@@ -44,10 +44,13 @@ def test_a_model_scored_against_another_champion_is_not_promoted(version):
     assert not verdict.promoted and "never met on the same test data" in verdict.reason
 
 
-def test_a_champion_that_could_not_be_scored_is_replaced():
-    scored = {"accuracy": 0.5, "champion": {"version": "v1", "accuracy": None, "error": "gone"}}
+@pytest.mark.parametrize(("accuracy", "promoted"), [(0.5, False), (0.95, True)])
+def test_a_champion_that_could_not_be_scored_is_judged_by_its_recorded_accuracy(accuracy, promoted):
+    scored = {"accuracy": accuracy, "champion": {"version": "v1", "accuracy": None, "error": "/x"}}
     verdict = decide(scored, CHAMPION, 0.0)
-    assert verdict.promoted and "could not be scored: gone" in verdict.reason
+    assert verdict.promoted is promoted
+    assert "the recorded accuracy of the champion (version v1), 90.00%" in verdict.reason
+    assert "/x" not in verdict.reason  # the step's error (paths) stays in its metrics.json
 
 
 @pytest.mark.parametrize("bad", [None, {}, {"accuracy": "0.9"}, {"accuracy": True},
@@ -56,8 +59,11 @@ def test_no_usable_accuracy_is_never_promoted(bad):
     assert not decide(bad, None, 0.0).promoted
 
 
-@given(new=st.floats(0, 1), old=st.floats(0, 1), gain=st.floats(0, 0.5))
-def test_promoted_exactly_when_better_by_the_gain(new, old, gain):
+@given(new=st.floats(0, 1), old=st.floats(0, 1), gain=st.floats(0, 0.5), less=st.floats(0, 1))
+def test_a_promotion_needs_a_real_gain_and_holds_for_any_smaller_minimum(new, old, gain, less):
     verdict = decide(metrics(new, old), CHAMPION, gain)
-    assert verdict.promoted == (new - old > 1e-12 and new - old >= gain - 1e-12)
-    assert accuracy_of({"accuracy": new}) == new
+    if new <= old:
+        assert not verdict.promoted  # never a tie, never a loss
+    if verdict.promoted:
+        assert new - old >= gain - 1e-9
+        assert decide(metrics(new, old), CHAMPION, gain * less).promoted

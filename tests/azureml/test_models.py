@@ -284,3 +284,34 @@ def test_a_champion_tag_that_failed_is_set_by_a_later_tick_with_nothing_active(
     assert svc.list_models(20)["champion"]["registry_synced"] is True
     stored = use_fake.model(MODEL, run.run_id)
     assert stored is not None and stored["properties"]["tags"].get("champion") == "true"
+
+
+def test_a_version_another_host_registered_meanwhile_is_taken_as_it_is(
+    azureml_app, use_fake, tmp_path, monkeypatch
+):
+    """Both hosts saw no version; the other one's create landed first and the service refuses
+    ours (409): the version registered is the run's model all the same."""
+    from retrain.backends import azureml_models
+
+    svc = azureml_app
+    run = land(svc, tmp_path, "batch-1")
+    finish(use_fake, run, {"accuracy": 0.91})
+    real = azureml_models._get_model
+    reads: list[str] = []
+
+    def not_yet_then_real(client, name, version):
+        reads.append(version)
+        if len(reads) == 1:  # our first look: before the other host's create
+            return None
+        return real(client, name, version)
+
+    monkeypatch.setattr(azureml_models, "_get_model", not_yet_then_real)
+    first = svc.models
+    assert first is not None
+    first.registry.register(MODEL, run.run_id, run.job_name or "", {"run_id": run.run_id})
+    use_fake.fail_next(rf"/models/{MODEL}/versions/{run.run_id}$", status=409, method="PUT")
+    reads.clear()
+
+    assert svc.sweep().promoted == 1
+    done = svc.get_run(run.run_id)
+    assert done.model and done.model["version"] == run.run_id
