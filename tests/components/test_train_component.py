@@ -119,15 +119,15 @@ def test_nonsense_settings_are_usage_errors(tmp_path: Path, flag: str) -> None:
     assert caught.value.code == 2
 
 
-def test_augment_shifts_and_mirrors_whole_images() -> None:
-    """Each output is its input shifted by at most SHIFT pixels, maybe mirrored; zeros fill in."""
+@pytest.mark.parametrize("s", [1, 2])
+def test_augment_shifts_and_mirrors_whole_images(s: int) -> None:
+    """Each output is its input shifted by at most s pixels, maybe mirrored; zeros fill in."""
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(1, 256, (64, 1, 28, 28), dtype=torch.uint8)  # no zero pixels
-    out = train.augment(images, generator)
+    out = train.augment(images, generator, s)
     assert out.shape == images.shape and out.dtype == torch.uint8
-    s = train.SHIFT
     padded = torch.nn.functional.pad(images[:, 0], (s, s, s, s))
-    flips = 0
+    flips, offsets = 0, set()
     for i in range(len(images)):
         candidates = {
             (dy, dx, flip): padded[i, dy : dy + 28, dx : dx + 28].flip(-1)
@@ -140,7 +140,40 @@ def test_augment_shifts_and_mirrors_whole_images() -> None:
         matches = [key for key, c in candidates.items() if torch.equal(c, out[i, 0])]
         assert matches, f"image {i} is not a shift/flip of its input"
         flips += matches[0][2]
+        offsets.add(matches[0][:2])
     assert 10 < flips < 54  # about half are mirrored
+    if s == 1:  # every offset in -1..1 occurs, and no other
+        assert offsets == set(itertools.product(range(3), repeat=2))
+    else:
+        assert max(max(o) for o in offsets) == 2 * s  # the full range is used
+
+
+@pytest.mark.parametrize(
+    ("preset", "shift", "smoothing"), [("cpu", 1, 0.0), ("gpu", 2, 0.1)], ids=["cpu", "gpu"]
+)
+def test_each_preset_trains_with_its_own_augmentation_and_smoothing(
+    tiny_prepared, tmp_path, monkeypatch, preset: str, shift: int, smoothing: float
+) -> None:
+    """The small cpu() net: 1-pixel shifts and plain cross-entropy; gpu(): 2 pixels and 0.1."""
+    shifts: set[int] = set()
+    smoothings: set[float] = set()
+    augment, cross_entropy = train.augment, train.F.cross_entropy
+
+    def augment_spy(images, generator, s):
+        shifts.add(s)
+        return augment(images, generator, s)
+
+    def cross_entropy_spy(logits, target, label_smoothing=0.0):
+        smoothings.add(label_smoothing)
+        return cross_entropy(logits, target, label_smoothing=label_smoothing)
+
+    monkeypatch.setattr(train, "augment", augment_spy)
+    monkeypatch.setattr(train.F, "cross_entropy", cross_entropy_spy)
+    argv = ["--input_data", str(tiny_prepared[0]), "--epochs", "1", "--batch_size", "256"]
+    assert train.main([*argv, "--output_model", str(tmp_path / "m"), "--preset", preset]) == 0
+    assert (shifts, smoothings) == ({shift}, {smoothing})
+    recorded = json.loads((tmp_path / "m" / "config.json").read_text())["training"]
+    assert (recorded["shift"], recorded["label_smoothing"]) == (shift, smoothing)
 
 
 def test_learning_rate_warms_up_then_decays_to_zero() -> None:
