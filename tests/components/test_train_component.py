@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from component_helpers import run_train
 
 from components.train import train
@@ -112,7 +113,13 @@ def test_wrong_shape_is_refused(tmp_path: Path, capsys) -> None:
     assert "expected uint8 N x 28 x 28" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flag", ["--epochs=0", "--batch_size=0", "--learning_rate=0"])
+@pytest.mark.parametrize(
+    "flag",
+    [
+        *("--epochs=0", "--batch_size=0", "--learning_rate=0", "--learning_rate=-0.1"),
+        *("--learning_rate=nan", "--learning_rate=inf", "--learning_rate=fast"),
+    ],
+)
 def test_nonsense_settings_are_usage_errors(tmp_path: Path, flag: str) -> None:
     with pytest.raises(SystemExit) as caught:
         train.main(["--input_data", str(tmp_path), "--output_model", str(tmp_path), flag])
@@ -174,6 +181,62 @@ def test_each_preset_trains_with_its_own_augmentation_and_smoothing(
     assert (shifts, smoothings) == ({shift}, {smoothing})
     recorded = json.loads((tmp_path / "m" / "config.json").read_text())["training"]
     assert (recorded["shift"], recorded["label_smoothing"]) == (shift, smoothing)
+
+
+@pytest.mark.parametrize(
+    ("preset", "flag", "peak"),
+    [("cpu", None, 0.1), ("gpu", None, 0.05), ("cpu", "auto", 0.1), ("cpu", "0.03", 0.03)],
+    ids=["cpu-default", "gpu-default", "cpu-auto", "cpu-number"],
+)
+def test_learning_rate_auto_is_the_presets_own_and_a_number_overrides_it(
+    tiny_prepared, tmp_path, monkeypatch, preset: str, flag: str | None, peak: float
+) -> None:
+    """--learning_rate defaults to auto: 0.1 for the small cpu() net, 0.05 for gpu()."""
+    rates: list[float] = []
+    step = torch.optim.SGD.step
+
+    def step_spy(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", step_spy)
+    argv = ["--input_data", str(tiny_prepared[0]), "--epochs", "2", "--batch_size", "64"]
+    argv += ["--output_model", str(tmp_path / "m"), "--preset", preset]
+    assert train.main(argv + (["--learning_rate", flag] if flag else [])) == 0
+    assert rates and max(rates) == pytest.approx(peak)  # the warm-up reaches the peak
+    recorded = json.loads((tmp_path / "m" / "config.json").read_text())["training"]
+    assert recorded["learning_rate"] == pytest.approx(peak)
+    assert recorded["learning_rate_flag"] == ("auto" if flag in (None, "auto") else float(flag))
+
+
+@pytest.mark.parametrize(
+    ("preset", "shifts"), [("cpu", [1] * 8 + [0] * 2), ("gpu", [2] * 10)], ids=["cpu", "gpu"]
+)
+def test_cpu_preset_ends_without_the_shift(
+    tiny_prepared, tmp_path, monkeypatch, preset: str, shifts: list[int]
+) -> None:
+    """cpu(): the last fifth of the epochs (1 of 5 here, 2 steps each) unshifted; gpu(): none."""
+    seen: list[int] = []
+    augment = train.augment
+
+    def augment_spy(images, generator, s):
+        seen.append(s)
+        return augment(images, generator, s)
+
+    monkeypatch.setattr(train, "augment", augment_spy)
+    argv = ["--input_data", str(tiny_prepared[0]), "--epochs", "5", "--batch_size", "256"]
+    assert train.main([*argv, "--output_model", str(tmp_path / "m"), "--preset", preset]) == 0
+    assert seen == shifts
+    recorded = json.loads((tmp_path / "m" / "config.json").read_text())["training"]
+    assert recorded["unshifted_end"] == (0.2 if preset == "cpu" else 0.0)
+
+
+def test_component_spec_passes_auto_by_default() -> None:
+    """The pipeline's port: a string, auto unless the pipeline passes a number."""
+    spec = yaml.safe_load((TRAIN_DIR / "train.yml").read_text())
+    port = spec["inputs"]["learning_rate"]
+    assert (port["type"], port["default"]) == ("string", "auto")
+    assert "--learning_rate ${{inputs.learning_rate}}" in spec["command"]
 
 
 def test_learning_rate_warms_up_then_decays_to_zero() -> None:
