@@ -46,7 +46,7 @@ class PipelineSettings:
     experiment_name: str = "fashion-retraining"
     epochs: int = 20
     batch_size: int = 256
-    learning_rate: float = 0.05
+    learning_rate: float | None = None  # None: train's "auto", the model preset's own
     seed: int = 0
     data_identity: str | None = "managed"  # "managed" | "user" | None: how steps read data
     environment: str | None = None  # registered "NAME:VERSION"; None: each spec's own (anonymous)
@@ -117,7 +117,7 @@ def build_pipeline(
             input_data=prepare_data_node.outputs.training_data,
             epochs=settings.epochs,
             batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate,
+            learning_rate="auto" if settings.learning_rate is None else str(settings.learning_rate),
             seed=settings.seed,
         )
         _place_on_gpu(train_node, settings)

@@ -45,9 +45,9 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float | None) -> float | None:
     raw = env.get(name, "").strip()
-    if not raw:
+    if not raw or (default is None and raw.lower() == "auto"):
         return default
     try:
         value = float(raw)
@@ -135,7 +135,7 @@ class Settings:
 
     epochs: int = 20
     batch_size: int = 256
-    learning_rate: float = 0.05
+    learning_rate: float | None = None  # None: auto, the model preset's own (cpu 0.1, gpu 0.05)
     seed: int = 0
 
     sweep_schedule: str = "0 */5 * * * *"

@@ -111,9 +111,15 @@ def test_settings_are_applied(job):
     inputs = other.jobs["train_node"].inputs
     assert (inputs["batch_size"]._data, inputs["learning_rate"]._data, inputs["seed"]._data) == (
         64,
-        0.1,
+        "0.1",  # a string port: a number, or "auto"
         3,
     )
+
+
+def test_the_learning_rate_is_the_presets_own_unless_set():
+    """Unset (TRAIN_LEARNING_RATE empty), train gets "auto": 0.1 for the CPU net, 0.05 for GPU."""
+    job = build_pipeline("./data")
+    assert job.jobs["train_node"].inputs["learning_rate"]._data == "auto"
 
 
 def test_data_asset_and_urls_are_taken_as_uri_folder_paths():

@@ -46,6 +46,10 @@ def test_storage_client_id_prefers_the_connection_setting() -> None:
         ("RETRAIN_BACKEND", "sagemaker", "RETRAIN_BACKEND: expected one of local, azureml"),
         ("RUNS_TABLE", "runs-table", "RUNS_TABLE: expected 3 to 63 letters and digits"),
         ("BATCH_SETTLE_SECONDS", "-1", "BATCH_SETTLE_SECONDS: must be at least 0"),
+        ("MODEL_NAME", "my model", "MODEL_NAME: expected letters, digits"),
+        ("PROMOTE_MIN_GAIN", "1", "PROMOTE_MIN_GAIN: expected an accuracy difference"),
+        ("PROMOTE_MIN_GAIN", "-0.1", "PROMOTE_MIN_GAIN: expected an accuracy difference"),
+        ("PROMOTE_MIN_GAIN", "half", "PROMOTE_MIN_GAIN: expected a number"),
     ],
 )
 def test_a_bad_value_names_the_setting(name: str, value: str, message: str) -> None:
@@ -60,3 +64,20 @@ def test_pipeline_settings_take_overrides_but_ignore_none() -> None:
     assert pipeline.gpu_compute == "serverless"
     assert pipeline.job_name == "fashion-retrain-abc"
     assert settings.pipeline_settings(epochs=2).epochs == 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "rate"), [("", None), ("auto", None), ("AUTO", None), ("0.2", 0.2)]
+)
+def test_the_learning_rate_is_auto_unless_a_number_is_given(raw: str, rate: float | None) -> None:
+    settings = Settings.from_env({"TRAIN_LEARNING_RATE": raw})
+    assert settings.learning_rate == rate
+    assert settings.pipeline_settings().learning_rate == rate
+
+
+def test_model_delivery_settings() -> None:
+    defaults = Settings.from_env({})
+    assert (defaults.model_name, defaults.promote_min_gain) == ("fashion-mnist-cnn", 0.0)
+    assert defaults.local_models_dir.name == ".models"
+    settings = Settings.from_env({"MODEL_NAME": "shoes.v2", "PROMOTE_MIN_GAIN": "0.005"})
+    assert (settings.model_name, settings.promote_min_gain) == ("shoes.v2", 0.005)

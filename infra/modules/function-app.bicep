@@ -9,7 +9,7 @@
 //   BATCH_SETTLE_SECONDS=30
 //   SWEEP_CONCURRENCY=8
 //   TRAIN_BATCH_SIZE=256
-//   TRAIN_LEARNING_RATE=0.05
+//   TRAIN_LEARNING_RATE=              (auto: the model preset's own)
 //   TRAIN_SEED=0
 //   NOTIFY_WEBHOOK_URL=               (optional sink: set it, and its secret, as app settings or Key Vault references)
 //   NOTIFY_WEBHOOK_SECRET=            (optional: the webhook's HMAC secret; never in a template)

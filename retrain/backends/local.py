@@ -152,9 +152,11 @@ class LocalBackend:
             sys.executable, "-m", "retrain", "run", str(input_dir),
             "--backend", "local", "--run-dir", str(run_dir), "--job-name", request.job_name,
             "--epochs", str(pipeline.epochs), "--batch-size", str(pipeline.batch_size),
-            "--learning-rate", str(pipeline.learning_rate), "--seed", str(pipeline.seed),
+            "--seed", str(pipeline.seed),
             "--experiment", pipeline.experiment_name, "--json",
         ]  # fmt: skip
+        if pipeline.learning_rate is not None:  # else train's auto: the preset's own
+            argv += ["--learning-rate", str(pipeline.learning_rate)]
         if pipeline.champion_model:  # score compares the new model with it
             argv += ["--champion-model", pipeline.champion_model]
             if pipeline.champion_version:
