@@ -220,9 +220,9 @@ def model_tags(record: RunRecord, metrics: Mapping[str, Any] | None) -> dict[str
     accuracy = accuracy_of(metrics)
     if accuracy is not None:
         tags["accuracy"] = f"{accuracy:.4f}"
-    preset = (metrics or {}).get("model", {}) if isinstance(metrics, Mapping) else {}
-    if isinstance(preset, Mapping) and preset.get("preset"):
-        tags["preset"] = str(preset["preset"])
+    model = metrics.get("model") if isinstance(metrics, Mapping) else None
+    if isinstance(model, Mapping) and model.get("preset"):
+        tags["preset"] = str(model["preset"])
     return tags
 
 

@@ -16,7 +16,7 @@ from apphelpers import FakeBackend, blob_event, http, submitted_runs, timer_tick
 from retrain import service as service_module
 from retrain.backends.base import JobState, RunStatus
 from retrain.backends.local_models import LocalModelRegistry
-from retrain.errors import TransientError
+from retrain.errors import SubmissionError, TransientError
 from retrain.model_ledger import ModelBook
 from retrain.records import RunRecord
 from retrain.service import RetrainService
@@ -63,6 +63,15 @@ def completes(
     backend.states[run.job_name] = JobState(
         RunStatus.COMPLETED, "Completed", metrics=metrics, ended_at=datetime.fromisoformat(ended)
     )
+
+
+def raising(error: Exception) -> Any:
+    """A stand-in for a registry or storage call that fails with ``error``."""
+
+    def fail(*_args: Any, **_kwargs: Any) -> Any:
+        raise error
+
+    return fail
 
 
 def tags(settings: Settings, version: str) -> dict[str, str]:
@@ -247,18 +256,23 @@ def test_a_run_with_nothing_to_register_completes_without_a_model(service, store
     assert service.list_models(20) == {"model": MODEL, "champion": None, "versions": [], "count": 0}
 
 
+@pytest.mark.parametrize(
+    "error",
+    [TransientError("the registry answered 503"),
+     SubmissionError("register model: not authorized (HTTP 403)")],
+    ids=["outage", "refusal"],
+)  # fmt: skip
 def test_registry_trouble_leaves_the_run_open_until_it_registers(
-    service, store, backend, settings, monkeypatch
+    service, store, backend, settings, monkeypatch, error
 ):
+    """Only "the job left no model" completes a run without one; an outage or a refusal (a
+    role not yet granted, say) leaves it open, so no model is lost, and a later tick registers
+    it, once."""
     [run] = submitted_runs(service, store, 1)
     trained(settings, run)
     completes(backend, run, 0.9)
     real = LocalModelRegistry.register
-
-    def unavailable(*_args, **_kwargs):
-        raise TransientError("the registry answered 503")
-
-    monkeypatch.setattr(LocalModelRegistry, "register", unavailable)
+    monkeypatch.setattr(LocalModelRegistry, "register", raising(error))
     assert service.sweep().errors == 1
     assert service.get_run(run.run_id).status is RunStatus.SUBMITTED
     monkeypatch.setattr(LocalModelRegistry, "register", real)
@@ -344,10 +358,9 @@ def test_the_champion_tag_follows_when_the_registry_comes_back(
     completes(backend, first, 0.9)
     real = LocalModelRegistry.mark_champion
 
-    def unavailable(*_args, **_kwargs):
-        raise TransientError("the registry answered 503")
-
-    monkeypatch.setattr(LocalModelRegistry, "mark_champion", unavailable)
+    monkeypatch.setattr(
+        LocalModelRegistry, "mark_champion", raising(TransientError("the registry answered 503"))
+    )
     summary = service.sweep()
     assert (summary.promoted, summary.errors) == (1, 1)
     assert service.list_models(20)["champion"]["registry_synced"] is False
@@ -371,10 +384,9 @@ def test_the_tag_moves_from_the_version_that_carries_it(
     service.sweep()
     real = LocalModelRegistry.mark_champion
 
-    def unavailable(*_args, **_kwargs):
-        raise TransientError("the registry answered 503")
-
-    monkeypatch.setattr(LocalModelRegistry, "mark_champion", unavailable)
+    monkeypatch.setattr(
+        LocalModelRegistry, "mark_champion", raising(TransientError("the registry answered 503"))
+    )
     completes(backend, b, 0.92, champion=(a.run_id, 0.90))
     service.sweep()
     completes(backend, c, 0.95, champion=(b.run_id, 0.91))
@@ -439,10 +451,7 @@ def test_a_tag_left_behind_by_a_failed_write_is_removed(
     service.sweep()
     real = ModelBook.mark_tagged
 
-    def lost(*_args, **_kwargs):
-        raise TransientError("storage answered 503")
-
-    monkeypatch.setattr(ModelBook, "mark_tagged", lost)
+    monkeypatch.setattr(ModelBook, "mark_tagged", raising(TransientError("storage answered 503")))
     completes(backend, b, 0.92, champion=(a.run_id, 0.90))
     service.sweep()
     monkeypatch.setattr(ModelBook, "mark_tagged", real)
@@ -479,25 +488,3 @@ def test_a_tag_that_cannot_be_set_is_noted_and_not_retried(
     for _ in range(2):  # active and idle ticks alike: not retried
         service.sweep()
     assert calls == [first.run_id]
-
-
-def test_a_registry_that_refuses_leaves_the_run_open(
-    service, store, backend, settings, monkeypatch
-):
-    """Only "the job left no model" completes a run without one; a refusal (a role not yet
-    granted, say) leaves it open, so no model is lost, and the next tick registers it."""
-    from retrain.errors import SubmissionError
-
-    [run] = submitted_runs(service, store, 1)
-    trained(settings, run)
-    completes(backend, run, 0.9)
-    real = LocalModelRegistry.register
-
-    def refused(*_args, **_kwargs):
-        raise SubmissionError("register model: not authorized (HTTP 403)")
-
-    monkeypatch.setattr(LocalModelRegistry, "register", refused)
-    assert service.sweep().errors == 1
-    assert service.get_run(run.run_id).status is RunStatus.SUBMITTED
-    monkeypatch.setattr(LocalModelRegistry, "register", real)
-    assert service.sweep().promoted == 1
