@@ -6,12 +6,24 @@ next submission is scored against the champion; promotions are announced once.""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from apphelpers import FakeBackend, blob_event, http, submitted_runs, timer_tick
+from apphelpers import (
+    FakeBackend,
+    batch_files,
+    blob_event,
+    http,
+    receiver_back_up,
+    submitted_runs,
+    timer_tick,
+    upload,
+)
+from receivers import Receiver
 
 from retrain import service as service_module
 from retrain.backends.base import JobState, RunStatus
@@ -55,7 +67,6 @@ def completes(
     ended: str = "2026-01-01T12:00:00+00:00",
 ) -> None:
     """The job ends Completed with these score metrics (``champion``: version, accuracy)."""
-    from datetime import datetime
 
     metrics: dict[str, Any] = {"accuracy": accuracy, "model": {"preset": "small"}}
     if champion is not None:
@@ -123,7 +134,6 @@ def test_the_next_submission_is_scored_against_the_champion(service, store, back
     completes(backend, first, 0.91)
     service.sweep()
     container = settings.landing_container
-    from apphelpers import batch_files, upload
 
     blob_event(store, upload(store, container, "next", batch_files(n_train=30))[0])
     request = backend.submits[-1]
@@ -312,9 +322,6 @@ def test_a_loopback_webhook_gets_the_promotion_once_signed_even_after_being_down
     """The real webhook sink and a real HTTP receiver on 127.0.0.1, down (503) for the first
     ticks: the completion and the promotion each arrive once, signed; redelivered blob events
     and repeated sweeps add nothing."""
-    from datetime import timedelta
-
-    from receivers import Receiver
 
     secret = "promotion-secret"
     with Receiver(secret=secret, status=503).serve() as receiver:
@@ -331,12 +338,7 @@ def test_a_loopback_webhook_gets_the_promotion_once_signed_even_after_being_down
                 svc.sweep()
                 clock.now += timedelta(minutes=5)
             assert receiver.deliveries and len(svc.ledger.outbox()) == 2
-            receiver.status = 200
-            receiver.deliveries.clear()
-            for _ in range(3):
-                svc.sweep()
-                blob_event(store, f"{configured.landing_container}/b0/train-images-idx3-ubyte.gz")
-                clock.now += timedelta(hours=2)
+            receiver_back_up(svc, store, receiver, clock)
         finally:
             service_module.set_service(None)
 
@@ -464,7 +466,6 @@ def test_a_tag_left_behind_by_a_failed_write_is_removed(
 def test_a_tag_that_cannot_be_set_is_noted_and_not_retried(
     service, store, backend, settings, monkeypatch
 ):
-    import shutil
 
     first, _second = submitted_runs(service, store, 2)
     trained(settings, first)

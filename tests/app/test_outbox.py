@@ -10,7 +10,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from apphelpers import batch_files, blob_event, idx_labels, submitted_runs, upload
+from apphelpers import (
+    batch_files,
+    blob_event,
+    idx_labels,
+    receiver_back_up,
+    submitted_runs,
+    upload,
+)
 from receivers import Receiver
 
 from retrain import service as service_module
@@ -141,12 +148,7 @@ def test_a_loopback_webhook_gets_each_transition_once_signed_even_after_being_do
                 clock.now += timedelta(minutes=5)
             assert len(receiver.deliveries) >= 2 and len(svc.ledger.outbox()) == 2
 
-            receiver.status = 200
-            receiver.deliveries.clear()
-            for _ in range(3):
-                svc.sweep()
-                blob_event(store, f"{configured.landing_container}/b0/train-images-idx3-ubyte.gz")
-                clock.now += timedelta(hours=2)
+            receiver_back_up(svc, store, receiver, clock)
         finally:
             service_module.set_service(None)
 
