@@ -24,10 +24,10 @@ from collections.abc import Callable
 
 import azure.functions as func
 
-from retrain.decisions import parse_limit, parse_retrain_request, parse_run_id
 from retrain.errors import ConfigurationError, PermanentError
-from retrain.http_api import json_errors, respond, started
-from retrain.service import Outcome, get_service
+from retrain.landing.decisions import parse_limit, parse_retrain_request, parse_run_id
+from retrain.service.core import Outcome, get_service
+from retrain.service.http_api import json_errors, respond, started
 from retrain.settings import blob_trigger_source
 
 log = logging.getLogger("function_app")

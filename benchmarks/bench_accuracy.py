@@ -6,7 +6,8 @@ Needs the real files (never used by the tests). On Debian or Ubuntu::
     export FASHION_MNIST_DIR=/tmp/fmnist/usr/share/datasets/fashion-mnist
     .venv/bin/python benchmarks/bench_accuracy.py --seeds 0,1
 
-Elsewhere, online: ``--data ~/fashion-mnist --download`` fetches them (``retrain.fashion_data``).
+Elsewhere, online: ``--data ~/fashion-mnist --download`` fetches them
+(``retrain.data.fashion_mnist``).
 Either way every file's content is checked against the official checksums first.
 
 Runs ``prepare_data.py``, ``train.py`` and ``score.py`` as the pipeline does, with the defaults
@@ -35,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from retrain.fashion_data import CLASS_NAMES, download_fashion_mnist  # noqa: E402
+from retrain.data.fashion_mnist import CLASS_NAMES, download_fashion_mnist  # noqa: E402
 
 COMPONENTS = ROOT / "components"
 TARGET = 0.94  # the accuracy whose time-to-reach is reported on CUDA

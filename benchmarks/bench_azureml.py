@@ -102,7 +102,7 @@ def main() -> None:
     import trustme
     from fake_azureml import FakeAzureML
 
-    from retrain.azurite import running
+    from retrain.emulators.azurite import running
 
     with tempfile.TemporaryDirectory() as tmp, running(Path(tmp) / "azurite") as storage:
         connection = storage.connection_string

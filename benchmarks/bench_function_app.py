@@ -34,11 +34,12 @@ sys.path.insert(0, str(ROOT))
 
 import azure.functions as func  # noqa: E402
 
-from retrain.azurite import running  # noqa: E402
 from retrain.backends.base import JobState, RunStatus, Submission, SubmitRequest  # noqa: E402
-from retrain.batches import FILE_NAMES  # noqa: E402
-from retrain.records import RunRecord, iso, utcnow  # noqa: E402
-from retrain.service import RetrainService, set_service  # noqa: E402
+from retrain.clock import iso, utcnow  # noqa: E402
+from retrain.emulators.azurite import running  # noqa: E402
+from retrain.landing.batches import FILE_NAMES  # noqa: E402
+from retrain.ledger.records import RunRecord  # noqa: E402
+from retrain.service.core import RetrainService, set_service  # noqa: E402
 from retrain.settings import Settings  # noqa: E402
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from retrain.fashion_data import write_batch  # noqa: E402
+from retrain.data.fashion_mnist import write_batch  # noqa: E402
 
 SCRIPT = ROOT / "components" / "prepare_data" / "prepare_data.py"
 REPEAT = 5

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from retrain.fashion_data import write_batch  # noqa: E402
+from retrain.data.fashion_mnist import write_batch  # noqa: E402
 
 COMPONENTS = ROOT / "components"
 

@@ -1,5 +1,5 @@
-"""``python -m retrain``: see ``retrain.cli``."""
+"""``python -m retrain``: see ``retrain.cli.main``."""
 
-from .cli import main
+from .cli.main import main
 
 raise SystemExit(main())

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from retrain.cli import main
-from retrain.fashion_data import write_batch
+from retrain.cli.main import main
+from retrain.data.fashion_mnist import write_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 

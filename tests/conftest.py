@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from retrain import azurite as azurite_module
-from retrain.azurite import Azurite, AzuriteError
+from retrain.emulators import azurite as azurite_module
+from retrain.emulators.azurite import Azurite, AzuriteError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,15 +16,8 @@ import yaml
 from cli_helpers import ROOT, cli, cli_env
 
 from retrain import backends, keys
-from retrain.backends import (
-    DataAsset,
-    JobState,
-    LocalFolder,
-    RunStatus,
-    Submission,
-    SubmitRequest,
-)
-from retrain.cli_data import folder_key
+from retrain.backends import DataAsset, JobState, LocalFolder, RunStatus, Submission, SubmitRequest
+from retrain.cli.data import folder_key
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +30,7 @@ def env(tmp_path_factory):
 
 def test_help_is_fast_because_heavy_sdks_are_not_imported():
     probe = (
-        "import sys, retrain.cli\n"
+        "import sys, retrain.cli.main\n"
         "heavy = [m for m in ('azure.ai.ml', 'torch', 'numpy') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
@@ -238,7 +231,7 @@ def landing(env, azurite, monkeypatch):
 
 def test_landing_batch_is_submitted_keyed_like_the_trigger_keys_it(landing, fake_backend):
     from retrain.backends import LandingBatch
-    from retrain.batches import Batch
+    from retrain.landing.batches import Batch
 
     result = cli("run", "landing-cli/batch-7", "--backend", "azureml", "--json")
     assert result.code == 0, result.err

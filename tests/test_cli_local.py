@@ -23,9 +23,9 @@ from retrain import keys
 from retrain.backends import local as local_backend
 from retrain.backends.base import LocalFolder, SubmitRequest
 from retrain.backends.local import LocalBackend
-from retrain.cli_data import folder_key
-from retrain.cli_run import champion_overrides
-from retrain.fashion_data import write_batch
+from retrain.cli.data import folder_key
+from retrain.cli.run import champion_overrides
+from retrain.data.fashion_mnist import write_batch
 from retrain.settings import Settings
 
 

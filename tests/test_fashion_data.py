@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrain import fashion_data
-from retrain.fashion_data import FILE_NAMES, download_fashion_mnist, generate, idx_bytes
+from retrain.data import fashion_mnist as fashion_data
+from retrain.data.fashion_mnist import FILE_NAMES, download_fashion_mnist, generate, idx_bytes
 
 
 def _md5(data: bytes) -> str:

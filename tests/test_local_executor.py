@@ -23,9 +23,9 @@ from azure.ai.ml import Input, load_component
 from azure.ai.ml.dsl import pipeline
 
 from pipeline_builder import PipelineSettings, build_pipeline
+from retrain.data.fashion_mnist import write_batch
 from retrain.errors import InvalidRequestError
-from retrain.fashion_data import write_batch
-from retrain.local_executor import (
+from retrain.local.executor import (
     FromNode,
     FromPipeline,
     Literal,

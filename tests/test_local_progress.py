@@ -10,7 +10,7 @@ import io
 
 import pytest
 
-from retrain.local_progress import LogTail, StepDisplay, fit
+from retrain.local.progress import LogTail, StepDisplay, fit
 
 
 class _Terminal(io.StringIO):

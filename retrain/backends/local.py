@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFoundError, SubmissionError
-from ..local_executor import process_alive, write_json_atomic
+from ..local.executor import process_alive, write_json_atomic
 from ..settings import PROJECT_ROOT
 from .base import (
     DataAsset,
@@ -182,7 +182,7 @@ class LocalBackend:
     # --- state -----------------------------------------------------------------------------------
 
     def job_state(self, job_name: str) -> JobState:
-        from ..local_executor import read_status
+        from ..local.executor import read_status
 
         self._reap(job_name)
         run_dir = self.runs_dir / job_name

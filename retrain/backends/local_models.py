@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..clock import iso, utcnow
 from ..errors import PermanentError
-from ..local_status import write_json_atomic
-from ..records import iso, utcnow
+from ..local.status import write_json_atomic
 from .base import CHAMPION_TAG, MODEL_OUTPUT, TRAIN_NODE, ModelVersion, NoModelError
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from ..records import iso, utcnow
+from ..clock import iso, utcnow
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/cloudevents+json"  # structured mode, one event per request

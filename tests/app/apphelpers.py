@@ -16,10 +16,10 @@ from typing import Any
 import azure.functions as func
 
 from retrain.backends.base import JobState, RunStatus, Submission, SubmitRequest
+from retrain.emulators.functions_host import deliver_settle_messages, functions
 from retrain.errors import NotFoundError, TransientError
-from retrain.host import deliver_settle_messages, functions
-from retrain.records import RunRecord
-from retrain.service import RetrainService
+from retrain.ledger.records import RunRecord
+from retrain.service.core import RetrainService
 from retrain.storage import BlobStore
 
 IMAGES, LABELS = 0x00000803, 0x00000801

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from apphelpers import FakeBackend
 
-from retrain import service as service_module
-from retrain.service import RetrainService
+from retrain.service import core as service_module
+from retrain.service.core import RetrainService
 from retrain.settings import Settings
 from retrain.storage import BlobStore
 

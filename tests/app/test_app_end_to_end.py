@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from apphelpers import blob_event, records, timer_tick
 
-from retrain import service as service_module
 from retrain.backends.base import RunStatus
-from retrain.service import RetrainService
+from retrain.service import core as service_module
+from retrain.service.core import RetrainService
 
 
 @pytest.mark.slow
 def test_blob_trigger_to_timer_recorded_completed(settings, store, tmp_path):
-    from retrain.fashion_data import write_batch
+    from retrain.data.fashion_mnist import write_batch
 
     svc = RetrainService(replace(settings, epochs=1), store=store)  # the real LocalBackend
     service_module.set_service(svc)

@@ -21,7 +21,7 @@ from apphelpers import (
 from retrain import keys
 from retrain.backends.base import LandingBatch, RunStatus
 from retrain.errors import TransientError
-from retrain.submission import CLAIM_LEASE
+from retrain.service.submission import CLAIM_LEASE
 
 
 def test_four_files_make_one_run(service, store, backend):
@@ -199,7 +199,7 @@ def test_a_claim_whose_holder_died_is_completed_by_a_later_delivery(service, sto
 
 def test_storage_outage_is_transient(settings, backend):
     """Connection trouble (after the SDK's retries, none here) surfaces as TransientError."""
-    from retrain.service import RetrainService
+    from retrain.service.core import RetrainService
     from retrain.storage import BlobStore, StorageAccount
 
     nowhere = "http://127.0.0.1:9/devstoreaccount1"
@@ -216,8 +216,8 @@ def test_storage_outage_is_transient(settings, backend):
 
 
 def test_a_misconfigured_app_raises_so_the_event_can_be_replayed(monkeypatch, store, settings):
-    from retrain import service as service_module
     from retrain.errors import ConfigurationError
+    from retrain.service import core as service_module
 
     service_module.set_service(None)
     monkeypatch.setenv("RETRAIN_BACKEND", "kubernetes")

@@ -9,9 +9,9 @@ from dataclasses import replace
 
 from apphelpers import batch_files, blob_event, http, records, upload
 
-from retrain import service as service_module
 from retrain.backends.base import RunStatus
-from retrain.service import RetrainService
+from retrain.service import core as service_module
+from retrain.service.core import RetrainService
 from retrain.storage import BlobStore
 
 

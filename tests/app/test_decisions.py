@@ -8,8 +8,9 @@ import pytest
 
 from retrain import keys
 from retrain.backends.base import DataAsset
-from retrain.batches import FILE_NAMES, BlobPath
-from retrain.decisions import (
+from retrain.errors import InvalidRequestError
+from retrain.landing.batches import FILE_NAMES, BlobPath
+from retrain.landing.decisions import (
     BatchData,
     Ignore,
     Submit,
@@ -21,7 +22,6 @@ from retrain.decisions import (
     parse_limit,
     parse_retrain_request,
 )
-from retrain.errors import InvalidRequestError
 from retrain.storage import BlobInfo
 
 NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)

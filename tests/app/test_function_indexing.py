@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
+from retrain.emulators.functions_host import indexed
 from retrain.errors import ConfigurationError
-from retrain.host import indexed
 from retrain.settings import PROJECT_ROOT
 
 
@@ -103,7 +103,7 @@ def test_an_unknown_blob_source_fails_loudly():
 def test_importing_the_app_loads_no_heavy_sdk_and_builds_no_client():
     code = (
         "import sys, function_app\n"
-        "from retrain import service\n"
+        "from retrain.service import core as service\n"
         "heavy = ('azure.ai.ml', 'torch', 'numpy', 'azure.storage', 'azure.data.tables',\n"
         "         'azure.identity')\n"
         "print([m for m in sys.modules if m.startswith(heavy)], service._service)"

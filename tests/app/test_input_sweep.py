@@ -19,7 +19,7 @@ from apphelpers import batch_files, http, upload
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from retrain.decisions import MAX_BODY
+from retrain.landing.decisions import MAX_BODY
 
 # Few examples per property keeps the suite quick on two cores; the explicit examples are the
 # inputs that once gave a 500. No example database: nothing is written into the checkout.

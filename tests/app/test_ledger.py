@@ -12,9 +12,10 @@ import pytest
 from apphelpers import DAMAGED, damage, http
 
 from retrain.backends.base import RunStatus
+from retrain.clock import iso
 from retrain.errors import CorruptDocumentError, NotFoundError
-from retrain.ledger import DamagedRun, Ledger
-from retrain.records import RunRecord, iso
+from retrain.ledger.records import RunRecord
+from retrain.ledger.runs import DamagedRun, Ledger
 from retrain.storage.tables import Op
 
 

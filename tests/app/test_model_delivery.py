@@ -25,13 +25,13 @@ from apphelpers import (
 )
 from receivers import Receiver
 
-from retrain import service as service_module
 from retrain.backends.base import JobState, RunStatus
 from retrain.backends.local_models import LocalModelRegistry
 from retrain.errors import SubmissionError, TransientError
-from retrain.model_ledger import ModelBook
-from retrain.records import RunRecord
-from retrain.service import RetrainService
+from retrain.ledger.records import RunRecord
+from retrain.models.delivery import ModelBook
+from retrain.service import core as service_module
+from retrain.service.core import RetrainService
 from retrain.settings import Settings
 from retrain.storage.tables import Op
 
@@ -301,7 +301,7 @@ def test_the_api_and_the_command_line_agree(service, store, backend, settings, m
     status, body, _ = http("GET", "models")
     assert status == 200 and body["count"] == 2
 
-    from retrain.cli import main
+    from retrain.cli.main import main
 
     monkeypatch.setenv("DataStorage", settings.storage_connection or "")
     monkeypatch.setenv("RUNS_TABLE", settings.runs_table)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from apphelpers import blob_event, http, timer_tick
 
-from retrain import service as service_module
 from retrain.backends.base import RunStatus
-from retrain.records import RunRecord
-from retrain.service import RetrainService
+from retrain.ledger.records import RunRecord
+from retrain.service import core as service_module
+from retrain.service.core import RetrainService
 
 LABELS = "train-labels-idx1-ubyte.gz"
 
@@ -56,7 +56,7 @@ def shuffle_labels(folder: Path) -> None:
 def test_first_model_promoted_then_a_worse_one_registered_not_promoted(
     settings, store, tmp_path, monkeypatch, capsys
 ):
-    from retrain.fashion_data import write_batch
+    from retrain.data.fashion_mnist import write_batch
 
     svc = RetrainService(replace(settings, epochs=2), store=store)  # the real LocalBackend
     service_module.set_service(svc)
@@ -92,7 +92,7 @@ def test_first_model_promoted_then_a_worse_one_registered_not_promoted(
     for run in (first, second):
         assert (models_dir / run.run_id / "predictor.pt").is_file()
 
-    from retrain.cli import main
+    from retrain.cli.main import main
 
     monkeypatch.setenv("DataStorage", settings.storage_connection or "")
     monkeypatch.setenv("RUNS_TABLE", settings.runs_table)

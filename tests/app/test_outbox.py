@@ -20,10 +20,10 @@ from apphelpers import (
 )
 from receivers import Receiver
 
-from retrain import service as service_module
 from retrain.backends.base import JobState, RunStatus
 from retrain.errors import TransientError
-from retrain.service import RetrainService
+from retrain.service import core as service_module
+from retrain.service.core import RetrainService
 
 
 @dataclass

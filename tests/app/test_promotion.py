@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from retrain.promotion import Champion, decide
+from retrain.models.promotion import Champion, decide
 
 CHAMPION = Champion(model="m", version="v1", run_id="r1", accuracy=0.9, since="t")
 

@@ -11,10 +11,10 @@ from dataclasses import replace
 import pytest
 from apphelpers import batch_files, blob_event, records, settle_messages, upload
 
-from retrain import service as service_module
 from retrain.backends.base import RunStatus
-from retrain.records import parse_time
-from retrain.service import RetrainService
+from retrain.clock import parse_time
+from retrain.service import core as service_module
+from retrain.service.core import RetrainService
 
 SETTLE_S = 3
 

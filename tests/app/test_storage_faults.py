@@ -15,9 +15,9 @@ from apphelpers import FakeBackend, batch_files, blob_event, http, upload
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.transport import RequestsTransport
 
-from retrain import service as service_module
 from retrain.backends.base import JobState, RunStatus
-from retrain.service import RetrainService
+from retrain.service import core as service_module
+from retrain.service.core import RetrainService
 from retrain.storage import BlobStore, StorageAccount
 
 HOST_ATTEMPTS = 5  # the blob trigger's poison threshold (host.json)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from apphelpers import damage, records, submitted_runs, timer_tick
 
 from retrain.backends.base import JobState, RunStatus
-from retrain.submission import CLAIM_LEASE
+from retrain.service.submission import CLAIM_LEASE
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -130,7 +130,7 @@ def test_a_damaged_run_harms_only_itself_in_the_sweep(service, store, backend, c
 
 
 def test_a_tick_with_nothing_active_builds_no_backend(settings, store):
-    from retrain.service import RetrainService
+    from retrain.service.core import RetrainService
 
     svc = RetrainService(settings, store=store)
     assert svc.sweep().active == 0

@@ -13,12 +13,12 @@ import zlib
 import pytest
 from apphelpers import N_TEST, N_TRAIN, batch_files, idx_images, idx_labels, upload
 
-from retrain import validation
 from retrain.backends.base import RunStatus
-from retrain.batches import Batch, select_files
 from retrain.errors import InvalidBatchError
+from retrain.landing import validation
+from retrain.landing.batches import Batch, select_files
+from retrain.landing.validation import validate_batch
 from retrain.storage import BlobStore
-from retrain.validation import validate_batch
 
 GIB4 = 2**32
 TRAIN_LABELS = "train-labels-idx1-ubyte.gz"

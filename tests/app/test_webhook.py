@@ -10,7 +10,7 @@ from apphelpers import DAMAGED, batch_files, damage, http, records, upload
 
 from retrain.backends.base import DataAsset, LandingBatch, RunStatus
 from retrain.backends.local import LocalBackend
-from retrain.decisions import MAX_BODY
+from retrain.landing.decisions import MAX_BODY
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import pytest
 from amlhelpers import aml_settings, landing_batch, point_client_at, request_for
 from fake_azureml import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeAzureML
 
-from retrain import service as service_module
 from retrain.backends import SubmitRequest, azureml_client
 from retrain.backends.azureml import AzureMLBackend
+from retrain.service import core as service_module
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from retrain import service as service_module
 from retrain.backends.base import RunStatus
-from retrain.fashion_data import write_batch
+from retrain.data.fashion_mnist import write_batch
+from retrain.service import core as service_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "app"))
 from apphelpers import blob_event, records

@@ -10,8 +10,8 @@ import time
 import pytest
 from fake_azureml import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE
 
-from retrain.cli import main
-from retrain.fashion_data import write_batch
+from retrain.cli.main import main
+from retrain.data.fashion_mnist import write_batch
 
 METRICS = {"accuracy": 0.9371}
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from retrain.backends import RunStatus
-from retrain.fashion_data import write_batch
+from retrain.data.fashion_mnist import write_batch
 
 # The host indexes function_app once, and so must a test process (the library refuses a second
 # indexing): call the functions through the app tests' helpers, which index once and cache.

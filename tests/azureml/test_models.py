@@ -13,10 +13,10 @@ from fake_azureml import WORKSPACE_PATH, FakeAzureML
 
 from retrain.backends import RunStatus
 from retrain.backends.azureml_errors import translate
+from retrain.data.fashion_mnist import write_batch
 from retrain.errors import PermanentError
-from retrain.fashion_data import write_batch
-from retrain.records import RunRecord
-from retrain.service import RetrainService
+from retrain.ledger.records import RunRecord
+from retrain.service.core import RetrainService
 
 MODEL = "fashion-mnist-cnn"
 

@@ -352,7 +352,7 @@ def _blob_names(fake: FakeAzureML) -> list[str]:
 def test_a_local_folder_is_uploaded_to_the_workspace_and_registered(
     backend, use_fake, make_request, tmp_path
 ):
-    from retrain.fashion_data import write_batch
+    from retrain.data.fashion_mnist import write_batch
 
     folder = tmp_path / "my-batch"
     write_batch(folder, n_train=20, n_test=10)
@@ -371,7 +371,7 @@ def test_a_local_folder_is_uploaded_to_the_workspace_and_registered(
 def test_a_failed_local_folder_upload_is_raised_not_waited_on_forever(
     backend, use_fake, make_request, tmp_path
 ):
-    from retrain.fashion_data import write_batch
+    from retrain.data.fashion_mnist import write_batch
 
     write_batch(tmp_path / "my-batch", n_train=20, n_test=10)
     request = replace(make_request(), data=LocalFolder(tmp_path / "my-batch"))

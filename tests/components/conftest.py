@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from component_helpers import prepare, run_train
 
-from retrain.fashion_data import write_batch
+from retrain.data.fashion_mnist import write_batch
 
 
 @pytest.fixture(scope="session")

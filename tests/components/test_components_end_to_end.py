@@ -9,7 +9,7 @@ import pytest
 from component_helpers import prepare, run_train
 
 from components.score import score
-from retrain.fashion_data import write_batch
+from retrain.data.fashion_mnist import write_batch
 
 
 @pytest.mark.slow

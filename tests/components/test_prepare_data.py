@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from components.prepare_data import prepare_data as pd
-from retrain.fashion_data import FILE_NAMES, idx_bytes, write_batch
+from retrain.data.fashion_mnist import FILE_NAMES, idx_bytes, write_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "components" / "prepare_data" / "prepare_data.py"

@@ -26,16 +26,17 @@ from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from .errors import PermanentError
-from .ledger import INVERT_MS, Change
+from ..clock import parse_time, utcnow
+from ..errors import PermanentError
+from ..ledger.records import RunRecord
+from ..ledger.runs import INVERT_MS, Change
+from ..storage import ETagMismatch, Table
+from ..storage.tables import Entity, Op
 from .promotion import Champion, accuracy_of, decide
-from .records import RunRecord, parse_time, utcnow
-from .storage import ETagMismatch, Table
-from .storage.tables import Entity, Op
 
 if TYPE_CHECKING:
-    from .backends.base import ModelRegistry, ModelVersion
-    from .ledger import Ledger
+    from ..backends.base import ModelRegistry, ModelVersion
+    from ..ledger.runs import Ledger
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from . import keys
-from .backends.base import DataAsset, RunStatus, registry_of
-from .batches import FILE_NAMES, Batch
-from .decisions import (
+from .. import keys
+from ..backends.base import DataAsset, RunStatus, registry_of
+from ..clock import iso, utcnow
+from ..errors import InvalidBatchError, InvalidRequestError, NotFoundError
+from ..landing.batches import FILE_NAMES, Batch
+from ..landing.decisions import (
     BatchData,
     Ignore,
     RetrainRequest,
@@ -39,23 +41,18 @@ from .decisions import (
     parse_settle_message,
     settle_message,
 )
-from .errors import (
-    InvalidBatchError,
-    InvalidRequestError,
-    NotFoundError,
-)
-from .ledger import DamagedRun, Ledger
-from .model_ledger import ModelBook, ModelDesk
-from .outbox import announcer, deliver, sink_names
-from .records import RunRecord, iso, utcnow
-from .settings import Settings
-from .storage import BlobStore, MessageQueue
+from ..ledger.records import RunRecord
+from ..ledger.runs import DamagedRun, Ledger
+from ..models.delivery import ModelBook, ModelDesk
+from ..notify.outbox import announcer, deliver, sink_names
+from ..settings import Settings
+from ..storage import BlobStore, MessageQueue
 from .submission import Launcher
 from .sweep import SweepSummary, sweep
 
 if TYPE_CHECKING:
-    from .backends.base import Backend
-    from .notify.sinks import Sink
+    from ..backends.base import Backend
+    from ..notify.sinks import Sink
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +126,7 @@ class RetrainService:
         if self._backend is None:
             with self._lock:
                 if self._backend is None:
-                    from .backends import get_backend
+                    from ..backends import get_backend
 
                     self._backend = get_backend(self.settings)
         return self._backend
@@ -302,7 +299,7 @@ class RetrainService:
     def sinks(self) -> dict[str, Sink]:
         """The notification sinks the settings configure, built on first use."""
         if self._sinks is None:
-            from .notify.sinks import sinks_from_settings
+            from ..notify.sinks import sinks_from_settings
 
             self._sinks = {sink.name: sink for sink in sinks_from_settings(self.settings)}
         return self._sinks
@@ -338,7 +335,7 @@ class RetrainService:
 
     def _reject_if_invalid(self, record: RunRecord, batch: Batch) -> RunRecord | None:
         """Validate ``batch`` cheaply; if it is bad, the Rejected record (written once)."""
-        from .validation import validate_batch
+        from ..landing.validation import validate_batch
 
         try:
             validate_batch(self.store, batch)

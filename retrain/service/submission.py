@@ -17,17 +17,18 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from . import keys
-from .backends.base import BlobRef, DataAsset, LandingBatch, RunStatus, SubmitRequest
-from .errors import PermanentError, TransientError
-from .ledger import Ledger, Stored
-from .records import RunRecord, iso, parse_time
-from .settings import Settings
-from .storage import BlobStore
+from .. import keys
+from ..backends.base import BlobRef, DataAsset, LandingBatch, RunStatus, SubmitRequest
+from ..clock import iso, parse_time
+from ..errors import PermanentError, TransientError
+from ..ledger.records import RunRecord
+from ..ledger.runs import Ledger, Stored
+from ..settings import Settings
+from ..storage import BlobStore
 
 if TYPE_CHECKING:
-    from .backends.base import Backend
-    from .model_ledger import ModelDesk
+    from ..backends.base import Backend
+    from ..models.delivery import ModelDesk
 
 log = logging.getLogger(__name__)
 

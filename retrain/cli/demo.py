@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import azurite
-from .settings import PROJECT_ROOT
+from ..emulators import azurite
+from ..settings import PROJECT_ROOT
 
 DEMO_DIR = PROJECT_ROOT / ".demo"
 DEFAULTS = {
@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
 def _flow(args: argparse.Namespace, tmp: Path) -> int:
     import azure.functions as func
 
-    from retrain.fashion_data import write_batch
-    from retrain.host import deliver_settle_messages, functions
-    from retrain.service import get_service, set_service
+    from ..data.fashion_mnist import write_batch
+    from ..emulators.functions_host import deliver_settle_messages, functions
+    from ..service.core import get_service, set_service
 
     set_service(None)  # built from the settings just set
     if os.environ["LOCAL_MODELS_DIR"] == DEFAULTS["LOCAL_MODELS_DIR"]:
@@ -159,8 +159,8 @@ def _finish(run) -> int:
 
 def _show_model(model: dict) -> None:
     """The registered version, whether it became champion and why, and the registry."""
-    from retrain.cli_models import models_table
-    from retrain.service import get_service
+    from ..service.core import get_service
+    from .models import models_table
 
     _say("6. the model registry (python -m retrain models; GET /api/models):")
     print(models_table(get_service().list_models(5)))

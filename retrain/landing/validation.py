@@ -40,9 +40,9 @@ from components.prepare_data.prepare_data import (
     parse_header,
 )
 
+from ..errors import InvalidBatchError, TransientError
+from ..storage import BlobInfo, BlobStore, ETagMismatch
 from .batches import SPLITS, Batch
-from .errors import InvalidBatchError, TransientError
-from .storage import BlobInfo, BlobStore, ETagMismatch
 
 GZIP_MAGIC = b"\x1f\x8b"
 HEADER_SIZE = 16  # the longest IDX header we accept (images); labels use 8

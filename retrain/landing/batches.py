@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from components.prepare_data.prepare_data import FILE_NAMES
 
-from . import keys
-from .storage import BlobInfo
+from .. import keys
+from ..storage import BlobInfo
 
 SPLITS = {"train": FILE_NAMES[:2], "t10k": FILE_NAMES[2:]}  # (images, labels) per split
 

@@ -27,8 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import azure.functions as func
 
-from .backends.base import RunStatus
-from .errors import (
+from ..backends.base import RunStatus
+from ..errors import (
     ConfigurationError,
     CorruptDocumentError,
     InvalidBatchError,
@@ -38,7 +38,7 @@ from .errors import (
     StorageRefusedError,
     TransientError,
 )
-from .records import RunRecord
+from ..ledger.records import RunRecord
 
 log = logging.getLogger("function_app")
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from . import keys
-from .backends.base import DataAsset
+from .. import keys
+from ..backends.base import DataAsset
+from ..errors import InvalidRequestError
+from ..storage import BlobInfo
 from .batches import Batch, BlobPath, base_name, select_files
-from .errors import InvalidRequestError
-from .storage import BlobInfo
 
 MAX_BODY = 64 * 1024  # bytes of JSON a webhook call may carry
 MAX_EPOCHS = 1000

@@ -10,13 +10,13 @@ import argparse
 import json
 from typing import Any
 
-from .settings import Settings
+from ..settings import Settings
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .ledger import Ledger
-    from .model_ledger import ModelBook
-    from .storage import StorageAccount
+    from ..ledger.runs import Ledger
+    from ..models.delivery import ModelBook
+    from ..storage import StorageAccount
 
     settings = Settings.from_env()
     ledger = Ledger(StorageAccount(settings), settings.runs_table)

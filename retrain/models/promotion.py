@@ -14,7 +14,7 @@ fair. The rule:
   ``PROMOTE_MIN_GAIN`` (an accuracy difference: 0.005 is half a point). A tie never promotes.
 
 A verdict that says "not promoted" stays true whatever happens to the champion later (a run's
-version is promoted once, never again), so only a promotion needs guarding (``model_ledger``).
+version is promoted once, never again), so only a promotion needs guarding (``models.delivery``).
 """
 
 from __future__ import annotations

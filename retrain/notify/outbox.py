@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .errors import RetrainError
-from .records import RunRecord, iso, parse_time
+from ..clock import iso, parse_time
+from ..errors import RetrainError
+from ..ledger.records import RunRecord
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
-    from .notify.sinks import Sink
-    from .settings import Settings
+    from ..ledger.runs import Ledger
+    from ..settings import Settings
+    from .sinks import Sink
 
 BACKOFF_S = 30
 BACKOFF_MAX_S = 3600
@@ -52,7 +53,7 @@ def announcer(settings: Settings):  # -> ledger.Announce
     def announce(record: RunRecord) -> list[tuple[str, str, dict[str, Any]]]:
         if not names:
             return []
-        from .notify.events import PROMOTED, cloud_event, event_id, event_type
+        from .events import PROMOTED, cloud_event, event_id, event_type
 
         when = parse_time(record.ended_at or record.updated_at or record.created_at)
         events = [

@@ -17,14 +17,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import keys
-from .cli_data import data_source, folder_key, local_folder, overrides
-from .errors import InvalidRequestError, NotFoundError, TransientError
-from .settings import Settings
+from .. import keys
+from ..errors import InvalidRequestError, NotFoundError, TransientError
+from ..settings import Settings
+from .data import data_source, folder_key, local_folder, overrides
 
 if TYPE_CHECKING:
-    from .backends import Backend, JobState
-    from .local_status import RunSummary
+    from ..backends import Backend, JobState
+    from ..local.status import RunSummary
 
 EXIT_FAILED = 1
 REMOTE_PREFIXES = ("azureml:", "https://", "http://")
@@ -77,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_local(args: argparse.Namespace, settings: Settings) -> int:
-    from .local_executor import RunSummary, read_status, run_pipeline
+    from ..local.executor import RunSummary, read_status, run_pipeline
 
     folder = local_folder(args.data)
     job_name = args.job_name or keys.job_name(folder_key(folder))
@@ -155,7 +155,7 @@ def _print_rows(rows: list[tuple[str, str]]) -> None:
 
 
 def _run_on_backend(args: argparse.Namespace, settings: Settings) -> int:
-    from . import backends
+    from .. import backends
 
     source, key = data_source(args.data, settings)
     job_name = args.job_name or keys.job_name(key)
@@ -258,7 +258,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if backend == "local":
         return _local_status(target, settings, as_json=args.json)
 
-    from . import backends
+    from .. import backends
 
     job_name = keys.job_name(target) if keys.RUN_KEY.fullmatch(target) else target
     state = backends.get_backend(replace(settings, backend=backend)).job_state(job_name)
@@ -271,7 +271,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _local_status(target: str, settings: Settings, *, as_json: bool) -> int:
-    from .local_executor import read_status
+    from ..local.executor import read_status
 
     candidates = [Path(target).expanduser(), settings.local_runs_dir / target]
     if keys.RUN_KEY.fullmatch(target):

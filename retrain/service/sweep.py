@@ -21,14 +21,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .backends.base import JobState, NoModelError, RunStatus
-from .errors import CorruptDocumentError, NotFoundError
-from .ledger import DamagedRun, Ledger, Stored
-from .records import RunRecord, iso, parse_time, utcnow
+from ..backends.base import JobState, NoModelError, RunStatus
+from ..clock import iso, parse_time, utcnow
+from ..errors import CorruptDocumentError, NotFoundError
+from ..ledger.records import RunRecord
+from ..ledger.runs import DamagedRun, Ledger, Stored
 
 if TYPE_CHECKING:
-    from .backends.base import Backend
-    from .model_ledger import Completion, ModelDesk
+    from ..backends.base import Backend
+    from ..models.delivery import Completion, ModelDesk
 
 log = logging.getLogger(__name__)
 

@@ -41,10 +41,11 @@ from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .errors import CorruptDocumentError, NotFoundError, TransientError
-from .records import RunRecord, later_than, parse_time, utcnow
-from .storage import AlreadyExists, Entity, ETagMismatch, StorageAccount, Table
-from .storage.tables import Op
+from ..clock import later_than, parse_time, utcnow
+from ..errors import CorruptDocumentError, NotFoundError, TransientError
+from ..storage import AlreadyExists, Entity, ETagMismatch, StorageAccount, Table
+from ..storage.tables import Op
+from .records import RunRecord
 
 log = logging.getLogger(__name__)
 

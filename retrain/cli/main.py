@@ -15,15 +15,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import keys
-from .cli_data import data_source, folder_key, local_folder, overrides
-from .cli_models import cmd_models
-from .cli_run import add_champion_flags, cmd_run, cmd_status
-from .errors import RetrainError
-from .settings import BACKENDS, Settings
+from .. import keys
+from ..errors import RetrainError
+from ..settings import BACKENDS, Settings
+from .data import data_source, folder_key, local_folder, overrides
+from .models import cmd_models
+from .run import add_champion_flags, cmd_run, cmd_status
 
 PROG = "python -m retrain"
-EXIT_ERROR = 2  # a RetrainError; a run that ends Failed exits 1 (cli_run)
+EXIT_ERROR = 2  # a RetrainError; a run that ends Failed exits 1 (cli.run)
 
 EXAMPLES = f"""\
 examples:
@@ -196,7 +196,7 @@ def cmd_pipeline_show(args: argparse.Namespace) -> int:
     with the local backend, with a note that only azureml can run it."""
     from pipeline_builder import build_pipeline
 
-    from .backends import DataAsset
+    from ..backends import DataAsset
 
     settings = Settings.from_env()
     backend = args.backend or settings.backend
@@ -242,7 +242,7 @@ def pipeline_yaml(job: Any) -> str:
 
 
 def cmd_demo(argv: list[str]) -> int:
-    """``make demo``: the event-driven flow on this machine (``retrain.demo``)."""
+    """``make demo``: the event-driven flow on this machine (``retrain.cli.demo``)."""
     from . import demo
 
     return int(demo.main(argv) or 0)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .service import RetrainService
+    from ..service.core import RetrainService
 
 
 @functools.cache

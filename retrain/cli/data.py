@@ -12,12 +12,12 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import keys
-from .errors import InvalidBatchError, InvalidRequestError, TransientError
-from .settings import Settings
+from .. import keys
+from ..errors import InvalidBatchError, InvalidRequestError, TransientError
+from ..settings import Settings
 
 if TYPE_CHECKING:
-    from .backends import DataSource
+    from ..backends import DataSource
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def local_folder(data: str) -> Path:
 
 def folder_key(folder: Path) -> str:
     """Run key of a local batch: its absolute path and the sha256 of each of its IDX files."""
-    from .batches import FILE_NAMES, base_name
+    from ..landing.batches import FILE_NAMES, base_name
 
     files = [p for p in sorted(folder.iterdir()) if p.is_file() and base_name(p.name)]
     if not files:
@@ -67,8 +67,8 @@ def _sha256(path: Path) -> str:
 def data_source(data: str, settings: Settings) -> tuple[DataSource, str]:
     """DATA as a backend data source and its run key: ``azureml:NAME:VERSION``, a local folder,
     or a batch in the landing container (``[<landing-container>/]<batch>``)."""
-    from .backends import DataAsset, LocalFolder
-    from .decisions import parse_data
+    from ..backends import DataAsset, LocalFolder
+    from ..landing.decisions import parse_data
 
     if data.startswith("azureml:") and isinstance(
         asset := parse_data(data, settings.landing_container), DataAsset
@@ -83,10 +83,10 @@ def data_source(data: str, settings: Settings) -> tuple[DataSource, str]:
 def landing_batch(data: str, settings: Settings) -> tuple[DataSource, str]:
     """A complete, valid batch of the landing container, keyed on its blobs' ETags, exactly as
     the blob trigger keys it (so the CLI and the trigger agree on the run)."""
-    from .backends import BlobRef, LandingBatch
-    from .decisions import BatchData, Wait, decide_batch, parse_data
-    from .storage import BlobStore
-    from .validation import validate_batch
+    from ..backends import BlobRef, LandingBatch
+    from ..landing.decisions import BatchData, Wait, decide_batch, parse_data
+    from ..landing.validation import validate_batch
+    from ..storage import BlobStore
 
     parsed = parse_data(data, settings.landing_container)
     if not isinstance(parsed, BatchData):  # pragma: no cover - assets are handled above

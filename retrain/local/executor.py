@@ -1,8 +1,8 @@
 """Run the shared builder's ``PipelineJob`` on this machine, step by step, with no Azure.
 
-``local_plan`` reads the job into Steps in dependency order; this module runs each Step's command
+``plan`` reads the job into Steps in dependency order; this module runs each Step's command
 with the current interpreter in the component's code folder, records where the run stands in
-``status.json`` (``local_status``) and shows it as it goes (``local_progress``). Outputs are
+``status.json`` (``status``) and shows it as it goes (``progress``). Outputs are
 folders of the run directory::
 
     RUN_DIR/status.json                  where the run stands (the LocalBackend reads it)
@@ -30,17 +30,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidRequestError
-from .local_plan import FromNode, FromPipeline, Literal, Step, plan, render_command
-from .local_progress import StepDisplay
-from .local_status import (
-    RunSummary,
-    now,
-    process_alive,
-    read_status,
-    write_json_atomic,
-    write_status,
-)
+from ..errors import InvalidRequestError
+from .plan import FromNode, FromPipeline, Literal, Step, plan, render_command
+from .progress import StepDisplay
+from .status import RunSummary, now, process_alive, read_status, write_json_atomic, write_status
 
 # The executor's public surface; plan, status and summary live in their own modules.
 __all__ = [

@@ -1,0 +1,1 @@
+"""The command line, ``python -m retrain``: ``main`` parses, the other modules run a command."""

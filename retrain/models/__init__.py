@@ -1,0 +1,1 @@
+"""Model delivery: registered versions, the champion, and the pure promotion rule."""
