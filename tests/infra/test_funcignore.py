@@ -10,10 +10,30 @@ from infrahelpers import ROOT
 
 # What the app needs at run time (function_app.py imports retrain/ and pipeline_builder/, which
 # registers and submits components/; the remote build installs requirements.txt).
-RUNTIME = {"function_app.py", "host.json", "requirements.txt", "retrain", "pipeline_builder", "components"}
+RUNTIME = {
+    "function_app.py",
+    "host.json",
+    "requirements.txt",
+    "retrain",
+    "pipeline_builder",
+    "components",
+}
 # Made on a developer machine by tests, linters, the demo and the local backend.
-LOCAL_ONLY = {".mypy_cache", ".hypothesis", ".models", ".demo", ".runs", ".venv", ".venv-iac",
-              ".pytest_cache", ".ruff_cache", "__pycache__", ".azure", ".azurite", "mlruns"}
+LOCAL_ONLY = {
+    ".mypy_cache",
+    ".hypothesis",
+    ".models",
+    ".demo",
+    ".runs",
+    ".venv",
+    ".venv-iac",
+    ".pytest_cache",
+    ".ruff_cache",
+    "__pycache__",
+    ".azure",
+    ".azurite",
+    "mlruns",
+}
 
 
 def _patterns() -> list[str]:

@@ -121,7 +121,9 @@ def test_no_role_is_assigned_outside_roles_bicep():
 def test_jobs_read_the_datasets_copy_and_nothing_in_landing():
     """The compute identity reads data versions (datasets/) only: a job can never see a batch
     that is re-uploaded after it was keyed."""
-    compute = {(role, scope) for principal, role, scope in _assigned() if principal == "computePrincipalId"}
+    compute = {
+        (role, scope) for principal, role, scope in _assigned() if principal == "computePrincipalId"
+    }
     assert ("Storage Blob Data Reader", "datasets") in compute
     assert not {scope for _, scope in compute} & {"landing", "dataStorage"}
 
