@@ -141,14 +141,24 @@ class Checker:
 
 def symbols(tree: dict[str, Any]) -> set[str]:
     """Every name an expression in this file can use: parameters, variables, resources,
-    modules, and the item names of loops."""
+    modules, outputs and the item names of loops. pycep writes a string literal and a reference
+    to a name alike (both plain strings), so a string equal to one of these names is taken as
+    an expression, and checked by name only."""
     names = set()
-    for section in ("parameters", "variables", "resources", "modules"):
+    for section in ("parameters", "variables", "resources", "modules", "outputs"):
         names |= set(tree.get(section, {}))
-    text = json.dumps(tree)
-    for marker in ('"item_name": "',):
-        for chunk in text.split(marker)[1:]:
-            names.add(chunk.split('"', 1)[0])
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("item_name"), str):
+                names.add(node["item_name"])
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(tree)
     return names
 
 

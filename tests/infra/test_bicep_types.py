@@ -4,11 +4,13 @@ fails on a planted defect of each kind."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from bicep_typecheck import check_flex, check_resource, symbols
+from bicep_typecheck import TYPES, check_flex, check_resource, symbols
 from infrahelpers import BICEP_FILES, INFRA, parse
+from refresh_types import used_types
 
 
 def _findings(path: Path) -> list[str]:
@@ -88,3 +90,11 @@ def test_the_flex_rules_fail_on_a_planted_defect(tmp_path, planted, expected):
     )
     findings = _findings(path)
     assert any(expected in f for f in findings), findings
+
+
+def test_only_the_type_definitions_infra_uses_are_vendored():
+    index = json.loads((TYPES / "index.json").read_text())
+    assert set(index) == used_types(), "run tests/infra/refresh_types.py"
+    vendored = {p.relative_to(TYPES).as_posix() for p in TYPES.rglob("types.json")}
+    assert vendored == set(index.values()), "a vendored types.json that no type uses"
+    assert "MIT License" in (TYPES / "LICENSE").read_text()
