@@ -5,6 +5,7 @@ fails on a planted defect of each kind."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,12 @@ def test_only_the_type_definitions_infra_uses_are_vendored():
     vendored = {p.relative_to(TYPES).as_posix() for p in TYPES.rglob("types.json")}
     assert vendored == set(index.values()), "a vendored types.json that no type uses"
     assert "MIT License" in (TYPES / "LICENSE").read_text()
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: p.relative_to(INFRA).as_posix())
+def test_the_parse_tree_holds_every_resource_the_file_declares(path):
+    """pycep keeps one nested child per parent, so a resource it drops would go unchecked:
+    declare children at top level with parent: instead."""
+    declared = re.findall(r"^\s*resource\s+(\w+)\s+'", path.read_text(), re.M)
+    parsed = {symbol.split("__")[-1] for symbol in parse(path)["resources"]}
+    assert sorted(set(declared) - parsed) == [], "declare it at top level with parent:"
