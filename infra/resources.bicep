@@ -16,6 +16,8 @@ param notifyEventGrid bool
 var runsTable = 'runs'
 var settleQueue = 'retrain-settle'
 var deploymentContainer = 'app-package'
+// Each data version's files, copied from landing by the app and never written again.
+var datasetsContainer = 'datasets'
 
 // Two identities: the Function App's, and the one Azure ML jobs read data as.
 resource functionIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
@@ -36,7 +38,7 @@ module dataStorage 'modules/storage.bicep' = {
     name: 'stdata${resourceToken}'
     location: location
     tags: tags
-    containers: [landingContainer]
+    containers: [landingContainer, datasetsContainer]
     queues: [settleQueue]
     tables: [runsTable]
   }
@@ -113,6 +115,7 @@ module functionApp 'modules/function-app.bicep' = {
     dataQueueEndpoint: dataStorage.outputs.queueEndpoint
     dataTableEndpoint: dataStorage.outputs.tableEndpoint
     landingContainer: landingContainer
+    datasetsContainer: datasetsContainer
     runsTable: runsTable
     settleQueue: settleQueue
     appInsightsConnectionString: monitoring.outputs.connectionString
@@ -134,9 +137,12 @@ module roles 'modules/roles.bicep' = {
     principalType: principalType
     dataStorageName: dataStorage.outputs.name
     landingContainer: landingContainer
+    datasetsContainer: datasetsContainer
     hostStorageName: hostStorage.outputs.name
     appInsightsName: monitoring.outputs.appInsightsName
     workspaceName: ml.outputs.workspaceName
+    workspacePrincipalId: ml.outputs.workspacePrincipalId
+    keyVaultName: ml.outputs.keyVaultName
     mlStorageName: ml.outputs.storageName
     registryName: ml.outputs.registryName
     mlStorageIdentityOnly: mlStorageIdentityOnly

@@ -16,12 +16,17 @@ for ($attempt = 1; -not $key; $attempt++) {
     }
 }
 
+# az is az.cmd on Windows, and cmd.exe splits an unquoted argument at '&' (the key would be cut
+# off and run as a command). Azure CLI's "Quoting issues with PowerShell" guidance: hand cmd the
+# URL inside literal double quotes; PowerShell passes them as they are to a .cmd file.
+$endpoint = "$($env:AZURE_FUNCTION_APP_URL)/runtime/webhooks/blobs?functionName=Host.Functions.landing_blob&code=$key"
+$PSNativeCommandArgumentPassing = 'Legacy' # the same on every PowerShell 7 setting
 az eventgrid system-topic event-subscription create `
     --resource-group $env:AZURE_RESOURCE_GROUP `
     --system-topic-name $env:AZURE_EVENTGRID_SYSTEM_TOPIC `
     --name landing-blob `
     --endpoint-type webhook `
-    --endpoint "$($env:AZURE_FUNCTION_APP_URL)/runtime/webhooks/blobs?functionName=Host.Functions.landing_blob&code=$key" `
+    --endpoint "`"$endpoint`"" `
     --included-event-types Microsoft.Storage.BlobCreated `
     --subject-begins-with "/blobServices/default/containers/$($env:LANDING_CONTAINER)/" `
     --only-show-errors --output none

@@ -27,6 +27,8 @@ param dataBlobEndpoint string
 param dataQueueEndpoint string
 param dataTableEndpoint string
 param landingContainer string
+@description('Where each data version is copied before it is registered: <DATA_ASSET_NAME>/<version>/<file>.')
+param datasetsContainer string = 'datasets'
 param runsTable string = 'runs'
 param settleQueue string = 'retrain-settle'
 param appInsightsConnectionString string
@@ -62,6 +64,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222:Event Grid and webhook callers reach it over the internet; function keys guard it
   // checkov:skip=CKV_AZURE_212:the plan scales to zero between batches; a retry of the event covers a lost instance
   // checkov:skip=CKV_AZURE_213:no always-on instance to probe: Flex Consumption starts instances on demand
+  // checkov:skip=CKV_AZURE_78:Flex Consumption rejects siteConfig.ftpsState (ARM error 51021); it deploys from a blob container, not FTP
   identity: {
     type: 'UserAssigned'
     userAssignedIdentities: { '${identityId}': {} }
@@ -72,7 +75,6 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     clientCertEnabled: false // checkov:skip=CKV_AZURE_17:callers use function keys; Event Grid cannot present a client certificate
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       appSettings: [
         // The host's own storage, identity-based.
@@ -83,13 +85,14 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         // Telemetry with the identity (Application Insights refuses keys).
         { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: appInsightsConnectionString }
         { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'ClientId=${identityClientId};Authorization=AAD' }
-        // The data account: landing container, runs table, settle queue.
+        // The data account: landing and datasets containers, runs table, settle queue.
         { name: 'DataStorage__blobServiceUri', value: dataBlobEndpoint }
         { name: 'DataStorage__queueServiceUri', value: dataQueueEndpoint }
         { name: 'DataStorage__tableServiceUri', value: dataTableEndpoint }
         { name: 'DataStorage__credential', value: 'managedidentity' }
         { name: 'DataStorage__clientId', value: identityClientId }
         { name: 'LANDING_CONTAINER', value: landingContainer }
+        { name: 'DATASETS_CONTAINER', value: datasetsContainer }
         { name: 'RUNS_TABLE', value: runsTable }
         { name: 'SETTLE_QUEUE', value: settleQueue }
         { name: 'BLOB_TRIGGER_SOURCE', value: 'EventGrid' } // the only blob source on Flex Consumption

@@ -66,7 +66,7 @@ resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' = {
   }
 }
 
-resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-10-01' = {
+resource workspace 'Microsoft.MachineLearningServices/workspaces@2025-06-01' = {
   name: 'mlw-${resourceToken}'
   location: location
   tags: tags
@@ -95,7 +95,7 @@ var clusterIdentity = {
   userAssignedIdentities: { '${computeIdentityId}': {} }
 }
 
-resource cpuCluster 'Microsoft.MachineLearningServices/workspaces/computes@2024-10-01' = if (clusters) {
+resource cpuCluster 'Microsoft.MachineLearningServices/workspaces/computes@2025-06-01' = if (clusters) {
   parent: workspace
   name: 'cpu-cluster'
   location: location
@@ -113,7 +113,7 @@ resource cpuCluster 'Microsoft.MachineLearningServices/workspaces/computes@2024-
   }
 }
 
-resource gpuCluster 'Microsoft.MachineLearningServices/workspaces/computes@2024-10-01' = if (clusters) {
+resource gpuCluster 'Microsoft.MachineLearningServices/workspaces/computes@2025-06-01' = if (clusters) {
   parent: workspace
   name: 'gpu-cluster'
   location: location
@@ -133,7 +133,7 @@ resource gpuCluster 'Microsoft.MachineLearningServices/workspaces/computes@2024-
 
 // Registered here; Azure ML builds its image on first use, which the postprovision hook
 // triggers with a one-minute job so that no retraining run waits for the build.
-resource environmentContainer 'Microsoft.MachineLearningServices/workspaces/environments@2024-10-01' = {
+resource environmentContainer 'Microsoft.MachineLearningServices/workspaces/environments@2025-06-01' = {
   parent: workspace
   name: environmentName
   properties: {
@@ -153,6 +153,8 @@ resource environmentContainer 'Microsoft.MachineLearningServices/workspaces/envi
 
 output workspaceId string = workspace.id
 output workspaceName string = workspace.name
+output workspacePrincipalId string = workspace.identity.principalId
+output keyVaultName string = keyVault.name
 output storageName string = mlStorage.outputs.name
 output registryName string = registry.name
 output environment string = '${environmentName}:${environmentVersion}'

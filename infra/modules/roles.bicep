@@ -7,9 +7,13 @@ param principalId string
 param principalType string
 param dataStorageName string
 param landingContainer string
+param datasetsContainer string
 param hostStorageName string
 param appInsightsName string
 param workspaceName string
+@description('The workspace\'s system-assigned identity.')
+param workspacePrincipalId string
+param keyVaultName string
 param mlStorageName string
 param registryName string
 param mlStorageIdentityOnly bool
@@ -24,6 +28,7 @@ var roles = {
   'Storage Queue Data Contributor': '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   'Storage Table Data Contributor': '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   'Monitoring Metrics Publisher': '3913510d-42f4-4e42-8a64-420c390055eb'
+  'Key Vault Administrator': '00482a5a-887f-4fb3-b363-3b7fe8e74483'
   'AzureML Data Scientist': 'f6c7c914-8db3-469d-8ca1-694a8f32e121'
   AcrPull: '7f951dda-4ed3-4680-a7ca-43fe172d538d'
   'EventGrid Data Sender': 'd5a91429-5739-47e2-a06b-3470a27159e7'
@@ -37,6 +42,10 @@ resource landing 'Microsoft.Storage/storageAccounts/blobServices/containers@2023
   name: '${dataStorageName}/default/${landingContainer}'
 }
 
+resource datasets 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  name: '${dataStorageName}/default/${datasetsContainer}'
+}
+
 resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: hostStorageName
 }
@@ -45,7 +54,7 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
 }
 
-resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-10-01' existing = {
+resource workspace 'Microsoft.MachineLearningServices/workspaces@2025-06-01' existing = {
   name: workspaceName
 }
 
@@ -55,6 +64,10 @@ resource mlStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
 resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' existing = {
   name: registryName
+}
+
+resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: keyVaultName
 }
 
 resource notifyTopic 'Microsoft.EventGrid/topics@2022-06-15' existing = if (!empty(notifyTopicName)) {
@@ -70,7 +83,7 @@ resource funcDataBlob 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['Storage Blob Data Owner'])
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
-    description: 'The identity-based blob trigger (its documented role) and the app read landed batches.'
+    description: 'The identity-based blob trigger (its documented role), reading landed batches, and copying each data version into the datasets container.'
   }
 }
 
@@ -147,7 +160,7 @@ resource funcMlStorage 'Microsoft.Authorization/roleAssignments@2022-04-01' = if
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['Storage Blob Data Contributor'])
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
-    description: 'Identity-based datastores: upload component code and download output_result without an account key.'
+    description: 'Identity-based datastores: upload component code when the app registers a new component version (first use), and download output_result, without an account key.'
   }
 }
 
@@ -164,14 +177,14 @@ resource funcNotify 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!
 
 // --- the compute identity (clusters, and serverless jobs through the workspace) --------------
 
-resource computeLanding 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(landing.id, computePrincipalId, roles['Storage Blob Data Reader'])
-  scope: landing
+resource computeDatasets 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(datasets.id, computePrincipalId, roles['Storage Blob Data Reader'])
+  scope: datasets
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['Storage Blob Data Reader'])
     principalId: computePrincipalId
     principalType: 'ServicePrincipal'
-    description: 'Jobs read the registered data (a plain https URL into the landing container) as this identity.'
+    description: 'Jobs read the registered data version (a plain https URL into the datasets container) as this identity; nothing else in the data account.'
   }
 }
 
@@ -194,6 +207,24 @@ resource computeMlStorage 'Microsoft.Authorization/roleAssignments@2022-04-01' =
     principalId: computePrincipalId
     principalType: 'ServicePrincipal'
     description: 'Identity-based datastores: jobs read and write step outputs without an account key.'
+  }
+}
+
+// --- the workspace's own (system-assigned) identity ----------------------------------------
+
+// The Key Vault uses the RBAC permission model. Azure ML's "Set up authentication between Azure
+// Machine Learning and other services" (how-to-identity-based-service-authentication, the
+// workspace's role table) requires Key Vault Administrator (data plane) on it: the workspace
+// creates, reads and deletes its own secrets (datastore and connection credentials). Scoped to
+// this one vault, which holds nothing else; no narrower role is documented as enough.
+resource workspaceKeyVault 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(keyVault.id, workspacePrincipalId, roles['Key Vault Administrator'])
+  scope: keyVault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['Key Vault Administrator'])
+    principalId: workspacePrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'The workspace keeps its datastore and connection secrets in this RBAC vault: the data-plane role Azure ML documents for it.'
   }
 }
 

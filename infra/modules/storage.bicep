@@ -28,37 +28,41 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
       defaultAction: 'Allow' // checkov:skip=CKV_AZURE_35:see CKV_AZURE_59: Entra ID, not the network, guards it
     }
   }
+}
 
-  resource blobService 'blobServices' = {
-    name: 'default'
-    properties: {
-      deleteRetentionPolicy: { enabled: true, days: 7 }
-      containerDeleteRetentionPolicy: { enabled: true, days: 7 }
-    }
-  }
-
-  resource queueService 'queueServices' = {
-    name: 'default'
-  }
-
-  resource tableService 'tableServices' = {
-    name: 'default'
+// The services as top-level children (parent:), not nested, so the offline type check reads them.
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: { enabled: true, days: 7 }
+    containerDeleteRetentionPolicy: { enabled: true, days: 7 }
   }
 }
 
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
 resource blobContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for container in containers: {
-  parent: account::blobService
+  parent: blobService
   name: container
   properties: { publicAccess: 'None' }
 }]
 
 resource storageQueues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for queue in queues: {
-  parent: account::queueService
+  parent: queueService
   name: queue
 }]
 
 resource storageTables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = [for table in tables: {
-  parent: account::tableService
+  parent: tableService
   name: table
 }]
 

@@ -105,3 +105,13 @@ def test_hooks_pass_shellcheck():
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hooks_pass_the_event_grid_endpoint_whole():
+    """The endpoint URL holds '&': sh needs it in double quotes, and cmd (az.cmd, from pwsh)
+    needs literal double quotes inside the argument, or it splits the URL and runs the rest."""
+    posix = (INFRA / "hooks" / "postdeploy.sh").read_text()
+    assert re.search(r'--endpoint "\$\{AZURE_FUNCTION_APP_URL\}[^"\s]*&code=\$\{key\}"', posix)
+    windows = (INFRA / "hooks" / "postdeploy.ps1").read_text()
+    assert re.search(r'--endpoint "`"\$endpoint`""', windows)
+    assert re.search(r'\$endpoint = "[^"]*&code=\$key"', windows)

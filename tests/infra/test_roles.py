@@ -14,11 +14,14 @@ DOC = ROOT / "docs" / "deploy.md"
 IDENTITIES = {
     "Function App": "functionPrincipalId",
     "ML compute": "computePrincipalId",
+    "ML workspace": "workspacePrincipalId",
     "you (azd)": "principalId",
 }
 SCOPES = {
     "data account": "dataStorage",
     "landing container": "landing",
+    "datasets container": "datasets",
+    "Key Vault": "keyVault",
     "host storage": "hostStorage",
     "Application Insights": "appInsights",
     "ML workspace": "workspace",
@@ -113,3 +116,20 @@ def test_no_role_is_assigned_outside_roles_bicep():
         kinds = {kind for kind, _, _ in resources(path).values()}
         assert "Microsoft.Authorization/roleAssignments" not in kinds, path.name
         assert "roleAssignments" not in json.dumps(parse(path)), path.name
+
+
+def test_jobs_read_the_datasets_copy_and_nothing_in_landing():
+    """The compute identity reads data versions (datasets/) only: a job can never see a batch
+    that is re-uploaded after it was keyed."""
+    compute = {
+        (role, scope) for principal, role, scope in _assigned() if principal == "computePrincipalId"
+    }
+    assert ("Storage Blob Data Reader", "datasets") in compute
+    assert not {scope for _, scope in compute} & {"landing", "dataStorage"}
+
+
+def test_the_rbac_key_vault_grants_the_workspace_its_documented_role():
+    assigned = _assigned()
+    assert ("workspacePrincipalId", "Key Vault Administrator", "keyVault") in assigned
+    vault = resources(INFRA / "modules" / "ml-workspace.bicep")["keyVault"][2]
+    assert vault["properties"]["enableRbacAuthorization"] is True
