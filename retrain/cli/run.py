@@ -304,17 +304,28 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _local_status(target: str, settings: Settings, *, as_json: bool) -> int:
     from ..local.executor import read_status
+    from .demo import DEMO_RUNS
 
-    candidates = [Path(target).expanduser(), settings.local_runs_dir / target]
-    if keys.RUN_KEY.fullmatch(target):
-        candidates.append(settings.local_runs_dir / keys.job_name(target))
+    folders = [settings.local_runs_dir]
+    if DEMO_RUNS.resolve() != settings.local_runs_dir.resolve():
+        folders.append(DEMO_RUNS)  # where make demo runs: its run ids work here as printed
+    names = [target, keys.job_name(target)] if keys.RUN_KEY.fullmatch(target) else [target]
+    candidates = [Path(target).expanduser()]
+    candidates += [folder / name for folder in folders for name in names]
     for run_dir in candidates:
         status = read_status(run_dir) if run_dir.is_dir() else None
         if status is not None:
             break
     else:
-        raise NotFoundError(f"no local run {target!r} (looked in {settings.local_runs_dir})")
+        looked = " and ".join(str(folder) for folder in folders)
+        raise NotFoundError(
+            f"no local run {target!r} (looked in {looked}); set LOCAL_RUNS_DIR to the folder "
+            "that holds it"
+        )
     run_dir = run_dir.resolve()
+    if run_dir.parent == DEMO_RUNS.resolve() != settings.local_runs_dir.resolve():
+        print(f"note: a run of make demo, in {DEMO_RUNS} (LOCAL_RUNS_DIR is elsewhere)",
+              file=sys.stderr)  # fmt: skip
     if as_json:
         print(json.dumps({**status, "run_dir": str(run_dir)}))
         return 0
