@@ -39,7 +39,7 @@ def test_help_is_fast_because_heavy_sdks_are_not_imported():
         [sys.executable, "-m", "retrain", "--help"], cwd=ROOT, capture_output=True, text=True
     )
     assert shown.returncode == 0
-    for command in ("pipeline", "run", "status", "demo"):
+    for command in ("pipeline", "run", "status", "models", "data", "demo"):
         assert command in shown.stdout
 
 

@@ -22,6 +22,7 @@ from ..settings import BACKENDS, Settings
 from .data import asked_params, data_source, folder_keys, local_folder, overrides, run_params
 from .flags import non_negative_float, non_negative_int, positive_float, positive_int
 from .models import cmd_models
+from .pack import add_data_parser
 from .run import add_champion_flags, cmd_run, cmd_status
 
 PROG = "python -m retrain"
@@ -37,6 +38,7 @@ examples:
   {PROG} run azureml:fashion-mnist:7 --backend azureml
   {PROG} status fashion-retrain-0123456789abcdef
   {PROG} models                                registered versions and the champion
+  {PROG} data pack ./my-images                 an image folder -> the four IDX files
 
 DATA is a folder holding train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte
 and t10k-labels-idx1-ubyte (each optionally .gz); for Azure ML also a batch of the landing
@@ -145,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--limit", type=positive_int, default=20, help="versions (default 20)")
     models.add_argument("--json", action="store_true", help="print the GET /api/models document")
     models.set_defaults(func=cmd_models)
+
+    add_data_parser(commands)
 
     commands.add_parser(
         "demo",
