@@ -68,6 +68,7 @@ def test_same_data_other_parameters_is_a_new_run_and_says_so(env, tiny):
     forced = cli("run", tiny, *TINY, "--force", "--json")
     assert forced.code == 0, forced.err
     assert "already completed" not in forced.err
+    assert "parameters differ" not in forced.err  # this run's parameters ran before
     assert "[3/3] score_node done" in forced.err
     assert forced.last_json["job_name"] == first_job
     assert forced.last_json["duration_s"] != first.last_json["duration_s"]

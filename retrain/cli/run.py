@@ -85,7 +85,8 @@ def _run_local(args: argparse.Namespace, settings: Settings) -> int:
     keyed = folder_keys(folder, run_params(pipeline))
     job_name = args.job_name or keys.job_name(keyed.run)
     run_dir = (args.run_dir or settings.local_runs_dir / job_name).resolve()
-    prior = None if args.force else read_status(run_dir)
+    existing = read_status(run_dir)
+    prior = None if args.force else existing
     if prior and prior.get("status") == "Completed":
         print(
             f"{job_name} already completed with this data and these parameters in {run_dir}; "
@@ -97,8 +98,8 @@ def _run_local(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidRequestError(
             "DATA", f"{job_name} is already running (pid {prior.get('pid')}) in {run_dir}"
         )
-    note = params_changed(settings.local_runs_dir, keyed, job_name)
-    if note:
+    note = None if existing else params_changed(settings.local_runs_dir, keyed, job_name)
+    if note:  # a first run with these parameters, of data that ran with others
         print(note, file=sys.stderr)
 
     from pipeline_builder import build_pipeline
@@ -106,8 +107,8 @@ def _run_local(args: argparse.Namespace, settings: Settings) -> int:
     pipeline = replace(pipeline, job_name=job_name)
     job = build_pipeline(str(folder), pipeline)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / KEY_FILE, {"content_key": keyed.content, "run_key": keyed.run,
-                                           "params": keyed.params})  # fmt: skip
+    record = {"content_key": keyed.content, "run_key": keyed.run, "params": keyed.params}
+    write_json_atomic(run_dir / KEY_FILE, record)
     print(f"running {job_name} ({pipeline.epochs} epochs) in {run_dir}", file=sys.stderr)
     summary = run_pipeline(job, None, run_dir, job_name=job_name, progress=True)
     return _report(summary, as_json=args.json)
@@ -126,7 +127,7 @@ def params_changed(runs_dir: Path, keyed: Keyed, job_name: str) -> str | None:
             continue  # not one of ours, or damaged: it names no run
     if not found:
         return None
-    _, earlier, params = max(found)
+    _, earlier, params = max(found, key=lambda run: run[:2])  # the newest
     names = sorted(set(params) | set(keyed.params))
     changes = [
         f"{name} {keyed.params.get(name, '-')} (was {params.get(name, '-')})"
