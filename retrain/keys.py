@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 KEY_LENGTH = 16  # hex digits: 64 bits, ample for one workspace's batches
 RUN_KEY = re.compile(rf"[0-9a-f]{{{KEY_LENGTH}}}")  # what a run key looks like
@@ -32,3 +32,13 @@ def job_name(key: str) -> str:
 def data_version(key: str) -> str:
     """Data asset version for a run key."""
     return key
+
+
+def with_params(
+    versions: Iterable[tuple[str, str]], params: Mapping[str, object]
+) -> list[tuple[str, str]]:
+    """``versions`` plus one ``param:NAME`` entry per parameter set (None: left out), so a run
+    key covers the parameters as well as the content. The webhook and the command line both key
+    their runs this way."""
+    asked = [(f"param:{name}", str(value)) for name, value in params.items() if value is not None]
+    return [*versions, *asked]

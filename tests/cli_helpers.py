@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from retrain.cli.data import Keyed, folder_keys, run_params
 from retrain.cli.main import main
 from retrain.data.fashion_mnist import write_batch
+from retrain.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,3 +51,9 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pa
         for name in ("TRAIN_EPOCHS", "EXPERIMENT_NAME", "AZUREML_GPU_COMPUTE"):
             mp.delenv(name, raising=False)
         yield root, batch
+
+
+def local_keys(batch: Path, **overrides: object) -> Keyed:
+    """The keys a local ``run``/``pipeline show`` of ``batch`` gets with these overrides, under
+    the settings in the environment."""
+    return folder_keys(batch, run_params(Settings.from_env().pipeline_settings(**overrides)))

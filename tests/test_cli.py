@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 import pytest
 import yaml
-from cli_helpers import ROOT, cli, cli_env
+from cli_helpers import ROOT, cli, cli_env, local_keys
 
 from retrain import backends, keys
 from retrain.backends import DataAsset, JobState, LocalFolder, RunStatus, Submission, SubmitRequest
-from retrain.cli.data import folder_key
+from retrain.cli.data import folder_keys, keyed
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_help_is_fast_because_heavy_sdks_are_not_imported():
         [sys.executable, "-m", "retrain", "--help"], cwd=ROOT, capture_output=True, text=True
     )
     assert shown.returncode == 0
-    for command in ("pipeline", "run", "status", "demo"):
+    for command in ("pipeline", "run", "status", "models", "data", "demo"):
         assert command in shown.stdout
 
 
@@ -79,7 +79,7 @@ def test_pipeline_show_prints_the_job_as_yaml(env):
     assert result.code == 0, result.err
     job = yaml.safe_load(result.out)
     assert list(job["jobs"]) == ["prepare_data_node", "train_node", "score_node"]
-    assert job["name"] == keys.job_name(folder_key(batch))
+    assert job["name"] == keys.job_name(local_keys(batch, epochs=3).run)
     assert job["inputs"]["pipeline_input_data"]["path"] == str(batch)
     assert job["jobs"]["train_node"]["inputs"]["epochs"] == 3
     assert job["jobs"]["train_node"]["compute"].endswith("gpu-x")
@@ -114,7 +114,7 @@ def test_pipeline_show_for_azureml(env):
     assert job["inputs"]["pipeline_input_data"]["path"] == "azureml:fashion-mnist:7"
     # a folder is shown as the data version the azureml backend registers it under
     folder = yaml.safe_load(cli("pipeline", "show", "--data", batch, "--backend", "azureml").out)
-    version = keys.data_version(folder_key(batch))
+    version = keys.data_version(folder_keys(batch, {}).content)
     assert folder["inputs"]["pipeline_input_data"]["path"] == f"azureml:fashion-mnist:{version}"
 
 
@@ -170,11 +170,11 @@ def test_azureml_run_submits_the_batch_under_its_content_key(env, fake_backend):
     assert result.code == 0, result.err
     assert fake_backend.chosen == ["azureml"]
     (request,) = fake_backend.requests
-    key = folder_key(batch)
-    assert request.run_id == key
-    assert request.job_name == keys.job_name(key)
+    key = folder_keys(batch, {"epochs": "5"})  # the flags given, as the webhook keys a run
+    assert request.run_id == key.run != key.content
+    assert request.job_name == keys.job_name(key.run)
     assert request.data == LocalFolder(batch)
-    assert request.data_version == keys.data_version(key)
+    assert request.data_version == keys.data_version(key.content)  # the data alone
     assert request.pipeline.job_name == request.job_name
     assert request.pipeline.epochs == 5
     assert fake_backend.polls == 0  # no --wait
@@ -193,7 +193,7 @@ def test_azureml_run_of_a_data_asset_waits_for_the_end(env, fake_backend):
     assert result.code == 0, result.err
     (request,) = fake_backend.requests
     assert request.data == DataAsset("fashion-mnist", "7")
-    assert request.job_name == keys.job_name(keys.run_key("azureml:fashion-mnist:7", []))
+    assert request.job_name == keys.job_name(keyed("azureml:fashion-mnist:7", [], {}).run)
     assert fake_backend.polls == 2
     out = result.last_json
     assert (out["status"], out["accuracy"]) == ("Completed", 0.934)
@@ -258,7 +258,11 @@ def test_incomplete_landing_batch_is_refused_naming_the_missing_files(landing, f
 
 def test_local_backend_needs_a_local_folder(landing):
     result = cli("run", "batch-7", "--backend", "local")
-    assert (result.code, result.err.strip()) == (2, "error: DATA: no such folder: batch-7")
+    assert (result.code, result.err.strip()) == (
+        2,
+        "error: DATA: no such folder: batch-7; a batch of the landing container or a data asset "
+        "(azureml:NAME:VERSION) runs with --backend azureml",
+    )
 
 
 def test_backend_status_by_run_key_and_job_name(env, fake_backend):

@@ -8,8 +8,11 @@
 4. Run the registered timer function until the run is terminal, showing progress.
 5. Print the run record and where the report is; stop Azurite.
 
-Everything uses embedded defaults (``RETRAIN_BACKEND=local``, runs under ``.demo/runs``); no
-Azure and no network. Any setting may still be overridden through the environment.
+Everything uses embedded defaults (``RETRAIN_BACKEND=local``, runs under ``.demo/runs``, models
+under ``.demo/models``, Azurite's data under ``.demo/azurite``, all three started afresh); no
+Azure and no network. Any setting may still be overridden through the environment (with another
+``LOCAL_MODELS_DIR``, Azurite keeps its data in memory). Afterwards, Azurite started on
+``.demo/azurite`` serves the demo's ledger to ``python -m retrain models``.
 """
 
 from __future__ import annotations
@@ -26,11 +29,15 @@ from pathlib import Path
 
 from ..emulators import azurite
 from ..settings import PROJECT_ROOT
+from .flags import positive_float, positive_int
+from .models import AZURITE_DEMO
 
 DEMO_DIR = PROJECT_ROOT / ".demo"
+DEMO_RUNS = DEMO_DIR / "runs"
+DEMO_STORAGE = DEMO_DIR / "azurite"  # Azurite's data, kept so the ledger can be read afterwards
 DEFAULTS = {
     "RETRAIN_BACKEND": "local",
-    "LOCAL_RUNS_DIR": str(DEMO_DIR / "runs"),
+    "LOCAL_RUNS_DIR": str(DEMO_RUNS),
     "LOCAL_MODELS_DIR": str(DEMO_DIR / "models"),
     "LANDING_CONTAINER": "landing",
     "RUNS_TABLE": "runs",
@@ -48,11 +55,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="The event-driven flow on this machine: Azurite, a generated batch, the "
         "registered blob and timer functions, and the shared pipeline run locally.",
     )
-    parser.add_argument("--n-train", type=int, default=6000, metavar="N", help="default 6000")
-    parser.add_argument("--n-test", type=int, default=1000, metavar="N", help="default 1000")
-    parser.add_argument("--epochs", type=int, metavar="N", help="default $TRAIN_EPOCHS, else 3")
-    parser.add_argument("--tick", type=float, default=2.0, metavar="S", help="timer period (s)")
-    parser.add_argument("--timeout", type=float, default=900, metavar="S", help="give up after")
+    number = parser.add_argument
+    number("--n-train", type=positive_int, default=6000, metavar="N", help="default 6000")
+    number("--n-test", type=positive_int, default=1000, metavar="N", help="default 1000")
+    number("--epochs", type=positive_int, metavar="N", help="default $TRAIN_EPOCHS, else 3")
+    number("--tick", type=positive_float, default=2.0, metavar="S", help="timer period (s)")
+    number("--timeout", type=positive_float, default=900, metavar="S", help="give up after")
     return parser.parse_args(argv)
 
 
@@ -64,17 +72,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is not None:
         os.environ["TRAIN_EPOCHS"] = str(args.epochs)
     _show_logs()
+    fresh = os.environ["LOCAL_MODELS_DIR"] == DEFAULTS["LOCAL_MODELS_DIR"]
+    if fresh:  # the demo's ledger and model registry start empty each time, together
+        shutil.rmtree(DEMO_STORAGE, ignore_errors=True)
+        shutil.rmtree(DEMO_DIR / "models", ignore_errors=True)
+    location = DEMO_STORAGE if fresh else None  # else in memory: the registry is someone else's
     with tempfile.TemporaryDirectory(prefix="retrain-demo-") as tmp:
         try:
-            with azurite.running(Path(tmp) / "azurite") as storage:
+            with azurite.running(location) as storage:
                 _say(f"Azurite listening on 127.0.0.1 (blob {storage.ports['blob']}, queue "
                      f"{storage.ports['queue']}, table {storage.ports['table']})")  # fmt: skip
                 os.environ["DataStorage"] = storage.connection_string  # noqa: SIM112
-                return _flow(args, Path(tmp))
+                code = _flow(args, Path(tmp))
         except azurite.AzuriteError as exc:
             raise SystemExit(f"error: {exc}") from None
         finally:
             _say("Azurite stopped")
+    if location is not None:
+        _say(
+            f"to look again: start the demo's storage ({AZURITE_DEMO}), then "
+            "python -m retrain models; python -m retrain status <run id> (runs in .demo/runs)"
+        )
+    return code
 
 
 def _flow(args: argparse.Namespace, tmp: Path) -> int:
@@ -85,8 +104,6 @@ def _flow(args: argparse.Namespace, tmp: Path) -> int:
     from ..service.core import get_service, set_service
 
     set_service(None)  # built from the settings just set
-    if os.environ["LOCAL_MODELS_DIR"] == DEFAULTS["LOCAL_MODELS_DIR"]:
-        shutil.rmtree(DEMO_DIR / "models", ignore_errors=True)  # its ledger is new each time
     service = get_service()
     settings = service.settings
     batch = time.strftime("demo-%Y%m%d-%H%M%S")

@@ -12,14 +12,17 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .. import keys
 from ..errors import RetrainError
 from ..settings import BACKENDS, Settings
-from .data import data_source, folder_key, local_folder, overrides
+from .data import asked_params, data_source, folder_keys, local_folder, overrides, run_params
+from .flags import non_negative_float, non_negative_int, positive_float, positive_int
 from .models import cmd_models
+from .pack import add_data_parser
 from .run import add_champion_flags, cmd_run, cmd_status
 
 PROG = "python -m retrain"
@@ -35,6 +38,7 @@ examples:
   {PROG} run azureml:fashion-mnist:7 --backend azureml
   {PROG} status fashion-retrain-0123456789abcdef
   {PROG} models                                registered versions and the champion
+  {PROG} data pack ./my-images                 an image folder -> the four IDX files
 
 DATA is a folder holding train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte
 and t10k-labels-idx1-ubyte (each optionally .gz); for Azure ML also a batch of the landing
@@ -45,27 +49,6 @@ see local.settings.json.example); flags such as --epochs override them for one c
 
 
 # --- arguments ----------------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,10 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     pipeline_flags = argparse.ArgumentParser(add_help=False)
     group = pipeline_flags.add_argument_group("pipeline settings (override the app settings)")
-    group.add_argument("--epochs", type=_positive_int, metavar="N", help="training epochs")
-    group.add_argument("--batch-size", type=_positive_int, metavar="N")
-    group.add_argument("--learning-rate", type=_positive_float, metavar="LR")
-    group.add_argument("--seed", type=_non_negative_int, metavar="N")
+    group.add_argument("--epochs", type=positive_int, metavar="N", help="training epochs")
+    group.add_argument("--batch-size", type=positive_int, metavar="N")
+    group.add_argument("--learning-rate", type=positive_float, metavar="LR")
+    group.add_argument("--seed", type=non_negative_int, metavar="N")
     group.add_argument("--experiment", dest="experiment_name", metavar="NAME")
     group.add_argument("--cpu-compute", metavar="NAME", help='CPU cluster, or "serverless"')
     group.add_argument("--gpu-compute", metavar="NAME", help='GPU cluster, or "serverless"')
@@ -135,7 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     remote = run.add_argument_group("azureml backend")
     remote.add_argument("--wait", action="store_true", help="follow the job until it ends")
     remote.add_argument(
-        "--poll-interval", type=float, default=15.0, metavar="S", help="seconds (default 15)"
+        "--poll-interval",
+        type=non_negative_float,
+        default=15.0,
+        metavar="S",
+        help="seconds (default 15)",
     )
     add_champion_flags(run)
     run.set_defaults(func=cmd_run)
@@ -157,9 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="The registered versions of MODEL_NAME, newest first, and which one is "
         "champion, from the run ledger (what GET /api/models shows).",
     )
-    models.add_argument("--limit", type=_positive_int, default=20, help="versions (default 20)")
+    models.add_argument("--limit", type=positive_int, default=20, help="versions (default 20)")
     models.add_argument("--json", action="store_true", help="print the GET /api/models document")
     models.set_defaults(func=cmd_models)
+
+    add_data_parser(commands)
 
     commands.add_parser(
         "demo",
@@ -200,11 +189,12 @@ def cmd_pipeline_show(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     backend = args.backend or settings.backend
+    pipeline = settings.pipeline_settings(**overrides(args))
     if backend == "local" and not args.data.startswith("azureml:"):
-        folder = local_folder(args.data)
-        key, path = folder_key(folder), str(folder)  # the local executor reads the folder itself
+        folder = local_folder(args.data)  # the local executor reads the folder itself
+        keyed, path = folder_keys(folder, run_params(pipeline)), str(folder)
     else:
-        source, key = data_source(args.data, settings)
+        source, keyed = data_source(args.data, settings, asked_params(args, {}))
         if isinstance(source, DataAsset):
             path = source.uri
             if backend == "local":
@@ -214,9 +204,9 @@ def cmd_pipeline_show(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
         else:  # what the azureml backend registers the folder or batch as, then submits
-            path = DataAsset(settings.data_asset_name, keys.data_version(key)).uri
-    job_name = args.job_name or keys.job_name(key)
-    job = build_pipeline(path, settings.pipeline_settings(job_name=job_name, **overrides(args)))
+            path = DataAsset(settings.data_asset_name, keys.data_version(keyed.content)).uri
+    job_name = args.job_name or keys.job_name(keyed.run)
+    job = build_pipeline(path, replace(pipeline, job_name=job_name))
     print(pipeline_yaml(job), end="")
     return 0
 

@@ -10,7 +10,11 @@ import argparse
 import json
 from typing import Any
 
+from ..errors import ConfigurationError, TransientError
 from ..settings import Settings
+
+DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"  # DataStorage's default: Azurite, 127.0.0.1
+AZURITE_DEMO = "npx azurite --location .demo/azurite --skipApiVersionCheck --disableTelemetry"
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -20,12 +24,26 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     ledger = Ledger(StorageAccount(settings), settings.runs_table)
-    document = ModelBook(ledger, settings.model_name).listing(args.limit)
+    try:
+        document = ModelBook(ledger, settings.model_name).listing(args.limit)
+    except TransientError as exc:
+        raise ConfigurationError(storage_hint(settings, exc)) from None
     if args.json:
         print(json.dumps(document))
     else:
         print(models_table(document))
     return 0
+
+
+def storage_hint(settings: Settings, exc: Exception) -> str:
+    """One line for a ledger that did not answer: what to start, or which setting to check."""
+    if settings.storage_connection == DEVELOPMENT_STORAGE:
+        return (
+            f"DataStorage: {exc}; the default, {DEVELOPMENT_STORAGE}, is Azurite on 127.0.0.1: "
+            f"start it (after make demo, `{AZURITE_DEMO}` serves the demo's ledger) or set "
+            "DataStorage to your storage account"
+        )
+    return f"DataStorage: {exc}; check the storage account DataStorage names"
 
 
 def models_table(document: dict[str, Any]) -> str:

@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any
 from .. import keys
 from ..errors import InvalidRequestError, NotFoundError, TransientError
 from ..settings import Settings
-from .data import data_source, folder_key, local_folder, overrides
+from .data import Keyed, asked_params, data_source, folder_keys, local_folder, overrides, run_params
 
 if TYPE_CHECKING:
     from ..backends import Backend, JobState
     from ..local.status import RunSummary
 
 EXIT_FAILED = 1
+KEY_FILE = "key.json"  # in a local run folder: its content key, run key and parameters
 REMOTE_PREFIXES = ("azureml:", "https://", "http://")
 
 
@@ -77,16 +78,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_local(args: argparse.Namespace, settings: Settings) -> int:
-    from ..local.executor import RunSummary, read_status, run_pipeline
+    from ..local.executor import RunSummary, read_status, run_pipeline, write_json_atomic
 
     folder = local_folder(args.data)
-    job_name = args.job_name or keys.job_name(folder_key(folder))
+    pipeline = settings.pipeline_settings(**overrides(args), **champion_overrides(args, local=True))
+    keyed = folder_keys(folder, run_params(pipeline))
+    job_name = args.job_name or keys.job_name(keyed.run)
     run_dir = (args.run_dir or settings.local_runs_dir / job_name).resolve()
-    prior = None if args.force else read_status(run_dir)
+    existing = read_status(run_dir)
+    prior = None if args.force else existing
     if prior and prior.get("status") == "Completed":
         print(
-            f"{job_name} already completed in {run_dir}; its summary follows "
-            "(--force runs it again)",
+            f"{job_name} already completed with this data and these parameters in {run_dir}; "
+            "its summary follows (--force runs it again)",
             file=sys.stderr,
         )
         return _report(RunSummary.from_status(run_dir, prior), as_json=args.json)
@@ -94,16 +98,46 @@ def _run_local(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidRequestError(
             "DATA", f"{job_name} is already running (pid {prior.get('pid')}) in {run_dir}"
         )
+    note = None if existing else params_changed(settings.local_runs_dir, keyed, job_name)
+    if note:  # a first run with these parameters, of data that ran with others
+        print(note, file=sys.stderr)
 
     from pipeline_builder import build_pipeline
 
-    pipeline = settings.pipeline_settings(
-        job_name=job_name, **overrides(args), **champion_overrides(args, local=True)
-    )
+    pipeline = replace(pipeline, job_name=job_name)
     job = build_pipeline(str(folder), pipeline)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {"content_key": keyed.content, "run_key": keyed.run, "params": keyed.params}
+    write_json_atomic(run_dir / KEY_FILE, record)
     print(f"running {job_name} ({pipeline.epochs} epochs) in {run_dir}", file=sys.stderr)
     summary = run_pipeline(job, None, run_dir, job_name=job_name, progress=True)
     return _report(summary, as_json=args.json)
+
+
+def params_changed(runs_dir: Path, keyed: Keyed, job_name: str) -> str | None:
+    """One line when an earlier run in ``runs_dir`` had this content but other parameters (the
+    newest such run), naming what differs; None when there is none."""
+    found: list[tuple[float, str, dict[str, str]]] = []
+    for path in runs_dir.glob(f"*/{KEY_FILE}") if runs_dir.is_dir() else ():
+        try:
+            record = json.loads(path.read_text())
+            if record["content_key"] == keyed.content and record["run_key"] != keyed.run:
+                found.append((path.stat().st_mtime, path.parent.name, dict(record["params"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not one of ours, or damaged: it names no run
+    if not found:
+        return None
+    _, earlier, params = max(found, key=lambda run: run[:2])  # the newest
+    names = sorted(set(params) | set(keyed.params))
+    changes = [
+        f"{name} {keyed.params.get(name, '-')} (was {params.get(name, '-')})"
+        for name in names
+        if params.get(name) != keyed.params.get(name)
+    ]
+    return (
+        f"parameters differ from {earlier}, which ran this data: {', '.join(changes)}; "
+        f"running it anew as {job_name}"
+    )
 
 
 def _report(summary: RunSummary, *, as_json: bool) -> int:
@@ -157,21 +191,20 @@ def _print_rows(rows: list[tuple[str, str]]) -> None:
 def _run_on_backend(args: argparse.Namespace, settings: Settings) -> int:
     from .. import backends
 
-    source, key = data_source(args.data, settings)
-    job_name = args.job_name or keys.job_name(key)
+    champion = champion_overrides(args, local=False)
+    source, keyed = data_source(args.data, settings, asked_params(args, champion))
+    job_name = args.job_name or keys.job_name(keyed.run)
     request = backends.SubmitRequest(
-        run_id=key,
+        run_id=keyed.run,
         job_name=job_name,
         data=source,
-        data_version=keys.data_version(key),
-        pipeline=settings.pipeline_settings(
-            job_name=job_name, **overrides(args), **champion_overrides(args, local=False)
-        ),
+        data_version=keys.data_version(keyed.content),
+        pipeline=settings.pipeline_settings(job_name=job_name, **overrides(args), **champion),
     )
     backend = backends.get_backend(settings)
     submission = backend.submit(request)
     result: dict[str, Any] = {
-        "run_id": key,
+        "run_id": keyed.run,
         "job_name": submission.job_name,
         "status": submission.status.value,
         "studio_url": submission.studio_url,
@@ -272,17 +305,28 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _local_status(target: str, settings: Settings, *, as_json: bool) -> int:
     from ..local.executor import read_status
+    from .demo import DEMO_RUNS
 
-    candidates = [Path(target).expanduser(), settings.local_runs_dir / target]
-    if keys.RUN_KEY.fullmatch(target):
-        candidates.append(settings.local_runs_dir / keys.job_name(target))
+    folders = [settings.local_runs_dir]
+    if DEMO_RUNS.resolve() != settings.local_runs_dir.resolve():
+        folders.append(DEMO_RUNS)  # where make demo runs: its run ids work here as printed
+    names = [target, keys.job_name(target)] if keys.RUN_KEY.fullmatch(target) else [target]
+    candidates = [Path(target).expanduser()]
+    candidates += [folder / name for folder in folders for name in names]
     for run_dir in candidates:
         status = read_status(run_dir) if run_dir.is_dir() else None
         if status is not None:
             break
     else:
-        raise NotFoundError(f"no local run {target!r} (looked in {settings.local_runs_dir})")
+        looked = " and ".join(str(folder) for folder in folders)
+        raise NotFoundError(
+            f"no local run {target!r} (looked in {looked}); set LOCAL_RUNS_DIR to the folder "
+            "that holds it"
+        )
     run_dir = run_dir.resolve()
+    if run_dir.parent == DEMO_RUNS.resolve() != settings.local_runs_dir.resolve():
+        print(f"note: a run of make demo, in {DEMO_RUNS} (LOCAL_RUNS_DIR is elsewhere)",
+              file=sys.stderr)  # fmt: skip
     if as_json:
         print(json.dumps({**status, "run_dir": str(run_dir)}))
         return 0

@@ -72,7 +72,7 @@ def write_batch(
     paths = {}
     for name, array in arrays.items():
         path = folder / (name + ".gz" if gzip else name)
-        _write_idx(path, array, gzip=gzip)
+        write_idx(path, array, gzip=gzip)
         paths[name] = path
     return paths
 
@@ -313,7 +313,8 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return header + array.tobytes()
 
 
-def _write_idx(path: Path, array: np.ndarray, *, gzip: bool) -> None:
+def write_idx(path: Path, array: np.ndarray, *, gzip: bool) -> None:
+    """Write ``array`` as one IDX file (gzip-compressed when ``gzip``), whole or not at all."""
     data = idx_bytes(array)
     if gzip:
         data = gzip_module.compress(data, compresslevel=GZIP_LEVEL, mtime=0)

@@ -306,8 +306,7 @@ def http_run_id(request: RetrainRequest, source: str, versions: list[tuple[str, 
     """
     if request.idempotency_key is not None:
         return keys.run_key("idempotency-key", [("key", request.idempotency_key)])
-    asked = [(f"param:{k}", str(v)) for k, v in request.params.items() if v is not None]
-    return keys.run_key(source, [*versions, *asked])
+    return keys.run_key(source, keys.with_params(versions, request.params))
 
 
 def _type(value: object) -> str:
