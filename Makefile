@@ -3,6 +3,7 @@
 #   make demo     run the main job on embedded defaults
 #   make test     ruff, mypy and the whole test suite (the offline infrastructure checks first)
 #   make iac      only the infrastructure checks: Bicep, checkov, hooks (in .venv-iac)
+#   make local-settings  local.settings.json for `func start` (short settle, frequent timer)
 #   make upload   put a generated batch into Azurite and post its one BlobCreated event to a
 #                 local `func start` (BATCH=name; see docs/function-app.md)
 PYTHON ?= python3
@@ -12,7 +13,7 @@ STAMP  := $(VENV)/.installed
 IAC    := .venv-iac
 IAC_STAMP := $(IAC)/.installed
 
-.PHONY: install demo test iac lint bench upload clean
+.PHONY: install demo test iac lint bench upload local-settings clean
 
 # One line per step. The sizes are PyPI's Linux wheels, where torch is a CUDA build; for a CPU-only
 # torch (about 1 GB in all) see "Install" in the README.
@@ -61,6 +62,11 @@ lint: $(STAMP) iac
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+
+# local.settings.json for `func start` with Azurite: the example plus a short settle time and a
+# frequent timer (the deployed defaults stay as they are).
+local-settings:
+	$(PYTHON) scripts/local_settings.py
 
 # BATCH=<name> (default: a timestamped one); HOST=<url> (default http://localhost:7071).
 upload: $(STAMP)
