@@ -15,8 +15,8 @@ IAC_STAMP := $(IAC)/.installed
 
 .PHONY: install demo test iac lint bench upload local-settings clean
 
-# One line per step. The sizes are PyPI's Linux wheels, where torch is a CUDA build; for a CPU-only
-# torch (about 1 GB in all) see "Install" in the README.
+# One line per step. The size is PyPI's Linux wheels, where torch is a CUDA build; for a CPU-only
+# torch see "Install" in the README.
 $(STAMP): requirements.txt requirements-train.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || { \
 	  echo "make install: needs Python 3.10 or newer, found $$($(PYTHON) -V 2>&1 || echo none) at PYTHON=$(PYTHON); run: make install PYTHON=python3.11" >&2; exit 1; }
