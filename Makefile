@@ -27,7 +27,7 @@ $(STAMP): requirements.txt requirements-train.txt requirements-dev.txt pyproject
 	@echo "install 3/4: requirements-dev.txt: the app, torch, the test tools (about 5.7 GB on Linux, a few minutes)"
 	@$(PY) -m pip install --quiet -r requirements-dev.txt
 	@echo "install 4/4: pip install -e . (retrain importable from any folder)"
-	@$(PY) -m pip install --quiet --no-deps -e .
+	@PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --no-deps -e .  # quiet: setuptools' editable-mode notice
 	@touch $@
 
 # checkov pins many packages: it gets its own virtualenv, never the app's.
@@ -39,7 +39,7 @@ $(IAC_STAMP): requirements-iac.txt
 
 node_modules/.installed: package.json package-lock.json
 	@echo "install: node_modules: Azurite from package-lock.json (about 370 MB)"
-	@npm ci --no-audit --no-fund --loglevel=error
+	@npm ci --no-audit --no-fund --loglevel=error >/dev/null  # errors still reach stderr
 	@touch $@
 
 install: $(STAMP) node_modules/.installed
