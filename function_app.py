@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import azure.functions as func
 
+from retrain.backends import require_local_packages
 from retrain.errors import ConfigurationError, PermanentError
 from retrain.landing.decisions import parse_limit, parse_retrain_request, parse_run_id
 from retrain.service.core import Outcome, get_service
@@ -46,6 +47,7 @@ def _act(what: str, handle: Callable[[], Outcome]) -> None:
     log.info("%s: %s", what, outcome)
 
 
+require_local_packages(os.environ)  # local training needs torch: say so at startup, in one line
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 

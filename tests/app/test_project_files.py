@@ -1,40 +1,28 @@
-"""The Azure Functions project files agree with the code: every app setting the service reads is
-in local.settings.json.example, the example's values are valid, and host.json pins the bundle."""
+"""The Azure Functions project files agree with the code: the example's values are valid, the
+local profile for `func start` is quick and valid, host.json pins the bundle. (Which settings
+the code reads: tests/test_settings_docs.py.)"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import re
+from pathlib import Path
 
 from retrain.settings import PROJECT_ROOT, Settings
-
-HOST_SETTINGS = {"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage"}
-BINDING_SETTINGS = {
-    "DataStorage", "LANDING_CONTAINER", "SETTLE_QUEUE", "SWEEP_SCHEDULE", "BLOB_TRIGGER_SOURCE"
-}  # fmt: skip
 
 
 def _example() -> dict:
     return json.loads((PROJECT_ROOT / "local.settings.json.example").read_text())
 
 
-def _read_by(path: str) -> set[str]:
-    """App setting names a module reads from its environment mapping."""
-    source = (PROJECT_ROOT / path).read_text()
-    return set(re.findall(r"""env(?:\.get\(|, )["']([A-Za-z_]+)["']""", source))
-
-
-def test_every_setting_the_app_reads_is_in_the_example():
-    values = _example()["Values"]
-    read = _read_by("retrain/settings.py") | _read_by("function_app.py")
-    assert "TRAIN_EPOCHS" in read and "BLOB_TRIGGER_SOURCE" in read  # the scan works
-    # identity-based connection settings: documented, but an empty value would mean "unset"
-    identity_only = {
-        f"DataStorage__{name}" for name in ("blobServiceUri", "queueServiceUri", "tableServiceUri")
-    } | {"DataStorage__clientId"}
-    assert read - identity_only - set(values) == set()
-    assert set(values) - read - HOST_SETTINGS == set()
-    assert set(values) >= BINDING_SETTINGS
+def _local_settings_script():
+    spec = importlib.util.spec_from_file_location(
+        "local_settings", PROJECT_ROOT / "scripts" / "local_settings.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_every_example_setting_is_documented_in_the_example():
@@ -73,3 +61,32 @@ def test_funcignore_keeps_what_the_app_needs():
     assert {".venv", "tests", "node_modules", "local.settings.json"} <= ignored
     needed = {"retrain", "pipeline_builder", "components", "host.json", "requirements.txt"}
     assert not needed & ignored
+
+
+def test_the_local_profile_is_quick_and_leaves_the_rest_as_documented(tmp_path: Path, capsys):
+    script = _local_settings_script()
+    out = tmp_path / "local.settings.json"
+    assert script.main(["--out", str(out)]) == 0
+    written = json.loads(out.read_text())
+    example = _example()
+    values = written["Values"]
+    assert Settings.from_env(values).settle_seconds <= 5
+    seconds = values["SWEEP_SCHEDULE"].split()[0]  # NCRONTAB: seconds first
+    assert seconds.startswith("*/") and int(seconds[2:]) <= 10
+    changed = {name for name in values if values[name] != example["Values"][name]}
+    assert changed == {"BATCH_SETTLE_SECONDS", "SWEEP_SCHEDULE"}
+    assert {k: v for k, v in written.items() if k != "Values"} == {
+        k: v for k, v in example.items() if k != "Values"
+    }
+    assert "BATCH_SETTLE_SECONDS=3" in capsys.readouterr().out
+
+
+def test_the_local_profile_never_overwrites_without_force(tmp_path: Path, capsys):
+    script = _local_settings_script()
+    out = tmp_path / "local.settings.json"
+    out.write_text("{}")
+    assert script.main(["--out", str(out)]) == 2
+    assert out.read_text() == "{}"
+    assert capsys.readouterr().err == f"error: {out} exists; pass --force to replace it\n"
+    assert script.main(["--out", str(out), "--force"]) == 0
+    assert json.loads(out.read_text())["Values"]["BATCH_SETTLE_SECONDS"] == "3"
