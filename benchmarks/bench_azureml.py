@@ -9,7 +9,7 @@ Each scenario runs in a fresh interpreter, as a Function App worker would start:
 - registered components (what the backend does): in a new workspace the first submission
   registers the environment and the three components (code uploaded once); a new process in a
   workspace that has them GETs each once; a warm process asks nothing about them;
-- anonymous components (the specs submitted as they are, what the backend did before): every
+- anonymous components (the specs submitted as they are, for comparison): every
   new process hashes each component folder, looks its code up, and uploads it when new.
 
 Per submission it prints the HTTP requests the fake saw and their body bytes (sent / received;
