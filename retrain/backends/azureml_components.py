@@ -102,9 +102,7 @@ def _register_environment(client: MLClient, spec: EnvironmentSpec) -> None:
         description="The environment prepare_data, train and score run in "
         "(components/environment/conda.yaml).",
     )
-    what = f"environment {spec.name}:{spec.version}"
-    _create_once(client, what, lambda: client.environments.create_or_update(environment),
-                 lambda: _get(client.environments, spec.name, spec.version))  # fmt: skip
+    _create_once(client, client.environments, environment, "environment")
 
 
 def _register_component(client: MLClient, spec: ComponentSpec) -> None:
@@ -125,23 +123,23 @@ def _register_component(client: MLClient, spec: ComponentSpec) -> None:
         component = load_component(  # its code, ".", is the copy
             source=Path(tmp) / f"{spec.name}.yml", params_override=[overrides]
         )
-        what = f"component {spec.name}:{spec.version}"
-        _create_once(client, what, lambda: client.components.create_or_update(component),
-                     lambda: _get(client.components, spec.name, spec.version))  # fmt: skip
+        _create_once(client, client.components, component, "component")
 
 
-def _create_once(client: MLClient, what: str, create: Any, exists: Any) -> None:
-    """Create ``what``; if that fails because another host created it first (a conflict, or
-    its upload of the same code), read it back and go on. A refusal names the role."""
+def _create_once(client: MLClient, operations: Any, asset: Any, kind: str) -> None:
+    """Create version ``asset`` with ``operations`` (components or environments); if that
+    fails because another host created it first (a conflict, or its upload of the same code),
+    read it back and go on. A refusal names the asset and the role."""
+    what = f"{kind} {asset.name}:{asset.version}"
     try:
-        create()
+        operations.create_or_update(asset)
     except Exception as exc:
         failure = exc
     else:
         log.info("registered %s in workspace %s", what, client.workspace_name)
         return
     with translate(f"look up {what}"):
-        if exists():
+        if _get(operations, asset.name, asset.version):
             log.info("%s was registered by another host meanwhile", what)
             return
     status = getattr(failure, "status_code", None)
