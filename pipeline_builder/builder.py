@@ -71,10 +71,10 @@ class PipelineSettings:
 def load_components(components_dir: Path = COMPONENTS_DIR) -> dict[str, Component]:
     """Load the three command component specs, as new objects (~25 ms).
 
-    Not cached here on purpose: submitting to Azure ML records what it registered (code and
-    environment ids) on these objects, so a caller that wants warm re-submissions to skip the
-    upload keeps its own set (the Azure ML backend does, per workspace), and everyone else gets
-    clean objects that still point at the local code folders.
+    Not cached on purpose: submitting spec-built nodes to Azure ML writes what the SDK
+    registered (code and environment ids) onto these objects, and fresh ones keep every build
+    pointing at the local code folders. (The Azure ML backend submits registered components
+    instead, see ``registered``.)
     """
     from azure.ai.ml import load_component
 
