@@ -14,6 +14,13 @@ Two settings make a job runnable on a deployed workspace (see docs/deploy.md):
 - ``environment``: ``NAME:VERSION`` of an environment registered ahead (whose image is built at
   deployment), instead of the anonymous one each component spec declares (built on first use).
 
+``registered`` (component name -> version, for the Azure ML backend) makes each node reference
+the registered ``azureml:<name>:<version>`` instead of its spec: the job PUT then names the
+components and uploads nothing. The specs still give each node its ports, so the job has the
+same nodes, inputs and outputs either way; the local executor and ``pipeline show`` use them.
+Step reuse is set, not left to defaults: ``settings.force_rerun`` is False, so Azure ML reuses a
+deterministic step whose component version and inputs are unchanged (docs/azure-ml.md).
+
 ``champion_model`` (a registered ``azureml:NAME:VERSION`` model, or a local folder for the local
 executor) is bound to score_node's optional ``champion_model`` input, with ``champion_version``,
 so the step scores the champion on the same test images as the new model. Without it those
@@ -22,6 +29,7 @@ inputs stay unbound and the job is the same as before: still three nodes, the sa
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +42,9 @@ COMPONENTS_DIR = Path(__file__).resolve().parent.parent / "components"
 COMPONENT_NAMES = ("prepare_data", "train", "score")
 SERVERLESS = "serverless"
 DATA_IDENTITIES = ("managed", "user")
+# The SDK's dsl keeps one process-wide stack of the pipelines being defined, so two threads
+# defining at once (a Function App runs invocations on a thread pool) would mix their nodes.
+_DEFINING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -60,10 +71,10 @@ class PipelineSettings:
 def load_components(components_dir: Path = COMPONENTS_DIR) -> dict[str, Component]:
     """Load the three command component specs, as new objects (~25 ms).
 
-    Not cached here on purpose: submitting to Azure ML records what it registered (code and
-    environment ids) on these objects, so a caller that wants warm re-submissions to skip the
-    upload keeps its own set (the Azure ML backend does, per workspace), and everyone else gets
-    clean objects that still point at the local code folders.
+    Not cached on purpose: submitting spec-built nodes to Azure ML writes what the SDK
+    registered (code and environment ids) onto these objects, and fresh ones keep every build
+    pointing at the local code folders. (The Azure ML backend submits registered components
+    instead, see ``registered``.)
     """
     from azure.ai.ml import load_component
 
@@ -78,12 +89,14 @@ def build_pipeline(
     settings: PipelineSettings | None = None,
     *,
     components: Mapping[str, Component] | None = None,
+    registered: Mapping[str, str] | None = None,
 ) -> PipelineJob:
     """Return the PipelineJob for ``data``.
 
     ``data`` is an ``azure.ai.ml.Input``, or a string taken as a ``uri_folder`` path: an
     ``azureml:NAME:VERSION`` data asset, an ``azureml://`` / ``https://`` URL, or a local folder.
-    ``components`` defaults to freshly loaded specs (see ``load_components``).
+    ``components`` defaults to freshly loaded specs (see ``load_components``); ``registered``
+    maps each component name to the version registered in the workspace (see the module doc).
     """
     from azure.ai.ml import Input
     from azure.ai.ml.constants import AssetTypes
@@ -91,7 +104,7 @@ def build_pipeline(
 
     settings = settings or PipelineSettings()
     components = components or load_components()
-    if settings.environment:
+    if settings.environment and not registered:  # a registered component names its own
         for component in components.values():
             _use_environment(component, settings.environment)
     prepare_data, train, score = (components[name] for name in COMPONENT_NAMES)
@@ -131,7 +144,11 @@ def build_pipeline(
         )
         return {"output_result": score_node.outputs.output_result}
 
-    job = image_classification_with_pipeline(pipeline_input_data=data)
+    with _DEFINING:
+        job = image_classification_with_pipeline(pipeline_input_data=data)
+    if registered is not None:
+        _reference_registered(job, registered)
+    job.settings.force_rerun = False  # reuse unchanged steps; a new data version reruns all
     identity = _identity(settings.data_identity)
     if identity is not None:
         for node in job.jobs.values():  # every step reads an input
@@ -185,3 +202,16 @@ def _use_environment(component: Any, environment: str) -> None:
     ):
         return
     component.environment = f"azureml:{name}:{version}"
+
+
+def _reference_registered(job: Any, versions: Mapping[str, str]) -> None:
+    """Point every node at its registered component, ``azureml:<name>:<version>``.
+
+    The SDK resolves such a string to the version's resource id without a request (a node has
+    no public setter for its component, hence ``_component``).
+    """
+    for node in job.jobs.values():
+        name = node.component.name
+        if name not in versions:
+            raise ValueError(f"registered: no version for component {name!r}")
+        node._component = f"azureml:{name}:{versions[name]}"

@@ -16,6 +16,7 @@ from pipeline_builder import (
     PipelineSettings,
     build_pipeline,
     load_components,
+    registration,
 )
 
 NODES = ("prepare_data_node", "train_node", "score_node")
@@ -303,3 +304,84 @@ def test_the_train_step_is_named_so_its_model_can_be_found():
     """The service finds the child job to register the model from by this display name."""
     job = build_pipeline("./data")
     assert job.jobs["train_node"].display_name == "train_node"
+
+
+# --- registered components (the Azure ML backend) and their versions ------------------------------
+
+
+def test_registered_components_are_referenced_by_name_and_version(job):
+    versions = registration().versions
+    registered = build_pipeline(
+        "/data/batch-7", PipelineSettings(epochs=7, job_name="job-x"), registered=versions
+    )
+    rest, spec_built = _rest_nodes(registered), _rest_nodes(job)
+    assert tuple(rest) == NODES
+    for key, name in zip(NODES, ("prepare_data", "train", "score"), strict=True):
+        assert rest[key]["componentId"] == f"azureml:{name}:{versions[name]}"
+        assert rest[key]["inputs"] == spec_built[key]["inputs"]  # the same ports, bound alike
+        assert rest[key].get("outputs") == spec_built[key].get("outputs")
+    assert set(registered.inputs) == {"pipeline_input_data"}
+    assert set(registered.outputs) == {"output_result"}
+    assert registered._validate().passed
+    with pytest.raises(ValueError, match="registered: no version for component 'score'"):
+        build_pipeline("/d", registered={"prepare_data": "1", "train": "1"})
+
+
+def test_step_reuse_is_set_explicitly(job):
+    """force_rerun off: Azure ML reuses a step only when its component version and inputs are
+    the same, so a new data version reruns every step."""
+    assert job._to_rest_object().properties.settings["force_rerun"] is False
+
+
+def test_threads_defining_pipelines_at_once_each_get_their_own_three_nodes():
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        jobs = list(pool.map(lambda i: build_pipeline(f"/d/{i}"), range(8)))
+    for i, built in enumerate(jobs):
+        assert tuple(built.jobs) == NODES
+        assert built.inputs["pipeline_input_data"]._data.path == f"/d/{i}"
+
+
+@pytest.fixture
+def components_copy(tmp_path) -> Path:
+    target = tmp_path / "components"
+    shutil.copytree(COMPONENTS_DIR, target, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def test_versions_are_derived_from_the_files_and_nothing_else(components_copy):
+    first = registration(components_dir=components_copy)
+    assert first == registration(components_dir=components_copy)
+    assert first.versions == registration().versions  # the same files elsewhere: same versions
+    assert first.environment is not None and first.environment.name == "fashion-mnist-train"
+    assert all(len(v) == 16 for v in first.versions.values())
+    # Bytecode and hidden files are not part of a component.
+    (components_copy / "train" / "__pycache__").mkdir()
+    (components_copy / "train" / "__pycache__" / "model.cpython-311.pyc").write_bytes(b"x")
+    (components_copy / "train" / ".amlignore").write_text("*.tmp\n")
+    assert registration(components_dir=components_copy) == first
+    assert "model.py" in first.components["train"].files
+
+
+def test_a_changed_file_changes_only_its_components_version(components_copy):
+    before = registration(components_dir=components_copy).versions
+    script = components_copy / "train" / "train.py"
+    script.write_text(script.read_text() + "\n# changed\n")
+    after = registration(components_dir=components_copy).versions
+    assert after["train"] != before["train"]
+    assert (after["prepare_data"], after["score"]) == (before["prepare_data"], before["score"])
+
+
+def test_a_changed_environment_changes_every_version(components_copy):
+    before = registration(components_dir=components_copy)
+    conda = components_copy / "environment" / "conda.yaml"
+    conda.write_text(conda.read_text() + "      - tqdm\n")
+    after = registration(components_dir=components_copy)
+    assert after.environment and before.environment
+    assert after.environment.version != before.environment.version
+    assert all(after.versions[n] != before.versions[n] for n in before.versions)
+    given = registration("fashion-mnist-train:prov1", components_copy)
+    assert given.environment is None  # provisioning registered it
+    assert given.components["train"].environment == "azureml:fashion-mnist-train:prov1"
+    assert given.versions != after.versions

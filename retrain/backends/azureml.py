@@ -28,7 +28,8 @@ from ..errors import (
     TransientError,
     is_transient_status,
 )
-from .azureml_client import get_client, get_components
+from .azureml_client import get_client
+from .azureml_components import ensure_registered
 from .azureml_errors import is_job_name_conflict, one_line, translate
 from .base import (
     DataAsset,
@@ -107,8 +108,8 @@ class AzureMLBackend:
             data_input = self._data_input(client, request)
             from pipeline_builder import build_pipeline
 
-            components = get_components(self._settings)
-            job = build_pipeline(data_input, request.pipeline, components=components)
+            versions = ensure_registered(client, self._settings, request.pipeline.environment)
+            job = build_pipeline(data_input, request.pipeline, registered=versions)
             try:
                 created = client.jobs.create_or_update(
                     job, experiment_name=request.pipeline.experiment_name

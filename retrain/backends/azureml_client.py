@@ -22,7 +22,6 @@ from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
     from azure.ai.ml import MLClient
-    from azure.ai.ml.entities import Component
     from azure.core.credentials import TokenCredential
 
     from ..settings import Settings
@@ -61,7 +60,7 @@ class _Overrides:
 _lock = threading.Lock()
 _overrides = _Overrides()
 _clients: dict[Workspace, MLClient] = {}
-_components: dict[Workspace, dict[str, Component]] = {}
+_known: dict[Workspace, set[str]] = {}  # registered "kind:name:version" seen to exist
 
 
 def configure(
@@ -79,7 +78,7 @@ def configure(
     with _lock:
         _overrides = _Overrides(credential, endpoint, ca_file, tuple(client_kwargs.items()))
         _clients.clear()
-        _components.clear()
+        _known.clear()
 
 
 def get_client(settings: Settings) -> MLClient:
@@ -92,20 +91,13 @@ def get_client(settings: Settings) -> MLClient:
         return client
 
 
-def get_components(settings: Settings) -> dict[str, Component]:
-    """The process-wide component objects for the workspace ``settings`` name.
-
-    The SDK records what it registered (code, environment) on them, so a warm process submits
-    without uploading unchanged component code again. Kept per workspace, beside its client.
-    """
-    from pipeline_builder import load_components
-
+def known_assets(settings: Settings) -> set[str]:
+    """This process's record of the versions (``kind:name:version``) found or registered in the
+    workspace ``settings`` name, so a warm process asks nothing before submitting. Kept beside
+    its client, and dropped with it by ``configure``; callers add to it under their own lock."""
     workspace = resolve_workspace(settings)
     with _lock:
-        components = _components.get(workspace)
-        if components is None:
-            components = _components[workspace] = load_components()
-        return components
+        return _known.setdefault(workspace, set())
 
 
 def resolve_workspace(settings: Settings, start: Path | None = None) -> Workspace:

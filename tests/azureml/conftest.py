@@ -38,11 +38,10 @@ def use_fake(fake_aml: FakeAzureML, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 @pytest.fixture
 def cold_process(use_fake: FakeAzureML) -> FakeAzureML:
-    """As a fresh worker meets the fake: no client yet, components not yet resolved.
+    """As a fresh worker meets the fake: no client yet, no component version known to exist.
 
-    The SDK records what it registered (code, environment, component ids) on the component
-    objects the backend keeps beside its client, which keeps warm submissions from uploading
-    again; repointing the client drops both.
+    The backend remembers, beside its client, which component versions it found or registered,
+    so warm submissions ask nothing about them; repointing the client drops both.
     """
     point_client_at(use_fake)  # drops the cached client
     return use_fake

@@ -13,7 +13,8 @@ Microsoft.MachineLearningServices/workspaces/{ws}`` (any api-version)::
     POST  /datastores/workspaceblobstore/listSecrets   a SAS token for it
     GET   /codes/{name}/versions?hash=H        code versions holding content hash H
     POST  /codes/{name}/versions/{v}/startPendingUpload   SAS URL of a fresh Azurite folder
-    PUT   /{codes|environments|components|data}/{name}/versions/{v}   immutable once created
+    PUT   /{codes|environments|components|data}/{name}/versions/{v}   immutable once created:
+                                               the same body again answers 200, another 409
     GET   /{codes|environments|components|data}/{name}/versions/{v}
     PUT   /jobs/{name}                         400 "A job with this name already exists" on repeat;
                                                a pipeline job gets one child run per node

@@ -44,7 +44,8 @@ STORAGE_FAULTS = {  # the storage service's (code, message) for a status
 
 @dataclass(frozen=True)
 class Recorded:
-    """One request as the fake saw it (path without the query; body parsed when JSON)."""
+    """One request as the fake saw it (path without the query; body parsed when JSON), with
+    the bytes of its body and of the answer's (headers not counted)."""
 
     method: str
     path: str
@@ -52,6 +53,8 @@ class Recorded:
     body: Any
     status: int
     workspace_path: str = ""
+    sent: int = 0
+    received: int = 0
 
     @property
     def tail(self) -> str:
@@ -168,9 +171,9 @@ class _Handler(BaseHTTPRequestHandler):
                 status, payload = self.service.handle(self.command, url.path, query, body)
             except Exception as exc:  # a bug in the fake: say so, loudly, as a 500
                 status, payload = 500, error("FakeBug", f"{type(exc).__name__}: {exc}")
-        self._record(url.path, query, body, status)
-        headers = {"Content-Type": "application/json"}
-        self._answer(status, json.dumps(payload).encode(), headers)
+        data = json.dumps(payload).encode()
+        self._record(url.path, query, body, status, len(raw), len(data))
+        self._answer(status, data, {"Content-Type": "application/json"})
 
     def _storage(self, path: str, body: bytes) -> None:
         """Relay a storage request to Azurite byte for byte, unless a fault answers it."""
@@ -181,7 +184,7 @@ class _Handler(BaseHTTPRequestHandler):
                 '<?xml version="1.0" encoding="utf-8"?><Error>'
                 f"<Code>{code}</Code><Message>{message}</Message></Error>"
             )
-            self._record(path, {}, None, fault.status)
+            self._record(path, {}, None, fault.status, len(body), len(xml))
             headers = {"Content-Type": "application/xml", "x-ms-error-code": code}
             return self._answer(fault.status, xml.encode(), headers)
         target = urlsplit(self.service.storage_endpoint)
@@ -193,7 +196,7 @@ class _Handler(BaseHTTPRequestHandler):
             data = response.read()
         finally:
             conn.close()
-        self._record(path, {}, None, response.status)
+        self._record(path, {}, None, response.status, len(body), len(data))
         passed = {
             key: value
             for key, value in response.getheaders()
@@ -201,8 +204,11 @@ class _Handler(BaseHTTPRequestHandler):
         }
         self._answer(response.status, data, passed)
 
-    def _record(self, path: str, query: dict[str, str], body: Any, status: int) -> None:
-        recorded = Recorded(self.command, path, query, body, status, self.service.workspace_path)
+    def _record(
+        self, path: str, query: dict[str, str], body: Any, status: int, sent: int, received: int
+    ) -> None:
+        workspace = self.service.workspace_path
+        recorded = Recorded(self.command, path, query, body, status, workspace, sent, received)
         self.service.requests.append(recorded)
 
     def _answer(self, status: int, data: bytes, headers: dict[str, str]) -> None:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from amlhelpers import aml_settings, point_client_at
+from amlhelpers import aml_settings
 from azure.storage.blob import BlobServiceClient
 from fake_azureml import WORKSPACE_PATH, FakeAzureML
 
@@ -200,38 +200,6 @@ def test_another_already_exists_is_not_taken_for_the_job(cold_process, make_requ
     submission = backend.submit(request)
     assert submission.already_existed is False
     assert [p.status for p in cold_process.calls("PUT", r"^/jobs/")] == [201]
-
-
-def test_another_batch_on_a_warm_process_uploads_no_component_code(cold_process, make_request):
-    backend = AzureMLBackend(aml_settings())
-    backend.submit(make_request("batch-1"))
-    code_blobs = _blob_names(cold_process)
-    assert code_blobs, "the first submission uploads the three components' code"
-    assert len(cold_process.calls("POST", r"/startPendingUpload$")) == 3
-    before = len(cold_process.requests)
-
-    backend.submit(make_request("batch-2"))
-
-    warm = cold_process.requests[before:]
-    assert [r.tail.split("/")[1] for r in warm if r.method != "GET"] == ["data", "jobs"]
-    assert not [r for r in warm if r.tail.startswith(("/codes", "/components", "/environments"))]
-    assert _blob_names(cold_process) == code_blobs
-
-
-def _restart_process(fake: FakeAzureML) -> None:
-    """Forget everything this process learned: component objects and the client."""
-    point_client_at(fake)
-
-
-def test_a_new_process_finds_unchanged_code_by_its_hash(cold_process, make_request):
-    AzureMLBackend(aml_settings()).submit(make_request("batch-1"))
-    assert len(cold_process.calls("POST", r"/startPendingUpload$")) == 3
-    _restart_process(cold_process)
-    AzureMLBackend(aml_settings()).submit(make_request("batch-2"))
-
-    assert len(cold_process.calls("POST", r"/startPendingUpload$")) == 3  # none more
-    lookups = cold_process.calls("GET", r"^/codes/[^/]+/versions$")
-    assert len(lookups) == 6 and all(r.query.get("hash") for r in lookups)
 
 
 @pytest.mark.parametrize("status", [429, 503])
