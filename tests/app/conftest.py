@@ -27,6 +27,7 @@ def settings(azurite, tmp_path: Path) -> Settings:
         {
             "DataStorage": azurite.connection_string,
             "LANDING_CONTAINER": f"landing-{tag}",
+            "DATASETS_CONTAINER": f"datasets-{tag}",
             "RUNS_TABLE": f"runs{tag}",
             "SETTLE_QUEUE": f"settle-{tag}",
             "BATCH_SETTLE_SECONDS": "0",  # tests of settling set their own
