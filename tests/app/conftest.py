@@ -40,7 +40,10 @@ def settings(azurite, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def store(settings: Settings) -> BlobStore:
+def store(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> BlobStore:
+    """The test's blobs; the host's environment names their connection, as the blob trigger's
+    SDK-type binding reads it."""
+    monkeypatch.setenv("DataStorage", settings.storage_connection or "")
     store = BlobStore(settings)
     store.ensure_container(settings.landing_container)
     return store
