@@ -3,7 +3,8 @@
 Each function turns its trigger into one call into ``retrain.service`` and answers:
 
 - ``landing_blob``   blob trigger on ``%LANDING_CONTAINER%/{batch}/{file}`` (connection
-                     ``DataStorage``): a landed file; one run per settled batch content.
+                     ``DataStorage``), bound as a ``BlobClient`` (SDK-type binding: the host
+                     sends the blob's names, never its bytes): one run per settled content.
 - ``settle_batch``   queue trigger on ``%SETTLE_QUEUE%``: the delayed re-check of a batch that
                      was still changing.
 - ``start_retrain``  ``POST /api/retrain``: the webhook; 202 with the run id and status URL.
@@ -13,7 +14,8 @@ Each function turns its trigger into one call into ``retrain.service`` and answe
 - ``sweep_runs``     timer on ``%SWEEP_SCHEDULE%``: records how active runs ended.
 
 Importing builds no SDK client and imports neither azure.ai.ml nor torch: the host indexes the app
-fast, and the service is built from app settings on first use.
+fast, and the service is built from app settings on first use. The blob extension is imported
+here because the worker reads the trigger's annotation to choose the SDK-type binding.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 from collections.abc import Callable
 
 import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob_sdk
 
 from retrain.backends import require_local_packages
 from retrain.errors import ConfigurationError, PermanentError
@@ -58,9 +61,10 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
     connection="DataStorage",
     source=blob_trigger_source(os.environ),
 )
-def landing_blob(blob: func.InputStream) -> None:
-    """A blob landed: its batch runs once complete and settled."""
-    _act(f"landing_blob {blob.name}", lambda: get_service().handle_blob(blob.name or ""))
+def landing_blob(blob: blob_sdk.BlobClient) -> None:
+    """A blob landed: its batch runs once complete and settled. Only its name is read."""
+    path = f"{blob.container_name}/{blob.blob_name}"
+    _act(f"landing_blob {path}", lambda: get_service().handle_blob(path))
 
 
 @app.function_name("settle_batch")

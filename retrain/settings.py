@@ -108,6 +108,7 @@ class Settings:
     storage_table_uri: str | None = None
     storage_client_id: str | None = None  # DataStorage__clientId, else AZURE_CLIENT_ID
     landing_container: str = "landing"
+    datasets_container: str = "datasets"  # immutable data versions: <asset>/<version>/<file>
     runs_table: str = "runs"  # the run ledger (Table Storage)
     settle_queue: str = "retrain-settle"  # delayed re-checks of batches still settling
     settle_seconds: int = 30  # a complete batch runs once unchanged this long (0: at once)
@@ -172,6 +173,7 @@ class Settings:
             or env.get("AZURE_CLIENT_ID", "").strip()
             or None,
             landing_container=env.get("LANDING_CONTAINER", "").strip() or cls.landing_container,
+            datasets_container=env.get("DATASETS_CONTAINER", "").strip() or cls.datasets_container,
             storage_queue_uri=env.get("DataStorage__queueServiceUri", "").strip() or None,
             storage_table_uri=env.get("DataStorage__tableServiceUri", "").strip() or None,
             runs_table=_table_name(env.get("RUNS_TABLE", "").strip() or cls.runs_table),

@@ -40,12 +40,14 @@ from .base import (
     Submission,
     SubmitRequest,
 )
+from .snapshot import dataset_prefix, snapshot_batch
 
 if TYPE_CHECKING:
     from azure.ai.ml import Input, MLClient
     from azure.ai.ml.entities import Job
 
     from ..settings import Settings
+    from ..storage import BlobStore
     from .azureml_models import AzureMLModelRegistry
 
 log = logging.getLogger(__name__)
@@ -83,8 +85,18 @@ class AzureMLBackend:
 
     name = "azureml"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: BlobStore | None = None) -> None:
         self._settings = settings
+        self._store = store
+
+    @property
+    def store(self) -> BlobStore:
+        """The data account's blobs: where a landed batch's data version is snapshotted."""
+        if self._store is None:
+            from ..storage import BlobStore
+
+            self._store = BlobStore(self._settings)
+        return self._store
 
     @property
     def client(self) -> MLClient:
@@ -157,15 +169,18 @@ class AzureMLBackend:
         return Input(type=AssetTypes.URI_FOLDER, path=data.uri)
 
     def _register(self, client: MLClient, request: SubmitRequest) -> None:
-        """Create data version ``request.data_version``, or reuse an identical existing one."""
+        """Create data version ``request.data_version``, or reuse an identical existing one.
+
+        A landing batch is first snapshotted (``snapshot_batch``): the version points at its
+        immutable copy in the datasets container, never at the landing folder."""
         from azure.ai.ml.constants import AssetTypes
         from azure.ai.ml.entities import Data
 
         name, version = self._settings.data_asset_name, request.data_version
         source = request.data
         if isinstance(source, LandingBatch):
-            path, tags = batch_folder_url(source), batch_tags(source)
-            description = f"Landed batch {source.container}/{source.batch}"
+            path, tags = self._snapshot(source, version), batch_tags(source)
+            description = f"Landed batch {source.container}/{source.batch}, copied to {path}"
         elif isinstance(source, LocalFolder):
             path, tags = str(source.path), {"source": str(source.path)}
             description = f"Uploaded from {source.path}"
@@ -194,6 +209,13 @@ class AzureMLBackend:
             raise SubmissionError(
                 f"data asset {name}:{version} already exists at {existing.path}, not {path}"
             )
+
+    def _snapshot(self, batch: LandingBatch, version: str) -> str:
+        """Copy the batch to its data version's folder; that folder's URL, ending in '/'."""
+        batch_folder_url(batch)  # one folder, or a clear error before anything is copied
+        snapshot_batch(self.store, self._settings, batch, version)
+        prefix = dataset_prefix(self._settings, version)
+        return self.store.url(self._settings.datasets_container, prefix)
 
     # ---- status ------------------------------------------------------------------------------
     def job_state(self, job_name: str) -> JobState:
@@ -236,7 +258,7 @@ class AzureMLBackend:
 
 # ---- helpers -----------------------------------------------------------------------------------
 def batch_folder_url(batch: LandingBatch) -> str:
-    """The blob URL of the batch's folder (what the data version points at), ending in '/'."""
+    """The blob URL of the batch's landing folder, ending in '/' (its blobs must share one)."""
     folders = {blob.url.rsplit("/", 1)[0] for blob in batch.blobs}
     if len(folders) != 1:
         raise SubmissionError(
@@ -246,7 +268,8 @@ def batch_folder_url(batch: LandingBatch) -> str:
 
 
 def batch_tags(batch: LandingBatch) -> dict[str, str]:
-    """Tags that pin the version to its source: the folder, and each file's URL and ETag."""
+    """Tags that name the version's source: the landing folder, each file's URL and the ETag
+    its copy was taken at."""
     tags = {"source": f"{batch.container}/{batch.batch}"}
     for blob in sorted(batch.blobs, key=lambda b: b.name):
         file = blob.name.rsplit("/", 1)[-1]

@@ -1,7 +1,8 @@
 """The local backend: the shared pipeline on this machine, in the background.
 
-``submit`` gathers the input (downloads a landing batch's four blobs, pinned to the ETags the run
-was keyed on, or uses a local folder as it is) into a staging folder, writes ``status.json``
+``submit`` gathers the input (a landing batch's data version: its four blobs copied, pinned to the
+ETags the run was keyed on, into the datasets container, then downloaded from there; or a local
+folder as it is) into a staging folder, writes ``status.json``
 (Submitted), renames the folder to ``LOCAL_RUNS_DIR/<job name>`` (atomic: of two concurrent
 submits exactly one wins, the other returns the existing run) and starts
 ``python -m retrain run <input> --backend local --run-dir <dir> --job-name <name>`` detached, its
@@ -126,24 +127,19 @@ class LocalBackend:
         return Submission(request.job_name, RunStatus.SUBMITTED, run_dir=str(run_dir))
 
     def _gather(self, request: SubmitRequest, staging: Path) -> Path:
-        """The run's input folder: a landing batch downloaded, or the local folder itself."""
+        """The run's input folder: a landing batch's data version (snapshotted first, then
+        read from the datasets container, as Azure ML reads it), or the local folder itself."""
         data = request.data
         if isinstance(data, LocalFolder):
             return Path(data.path).resolve()
         assert isinstance(data, LandingBatch)
-        from ..storage import ETagMismatch
+        from .snapshot import snapshot_batch
 
         input_dir = staging / "input"
         input_dir.mkdir()
-        for blob in data.blobs:
-            file = blob.name.rpartition("/")[2]
-            try:
-                self.store.download(data.container, blob.name, input_dir / file, etag=blob.etag)
-            except ETagMismatch:
-                raise SubmissionError(
-                    f"{blob.name}: changed since the run was keyed on it; "
-                    "the new content gets its own run"
-                ) from None
+        container = self.settings.datasets_container
+        for name in snapshot_batch(self.store, self.settings, data, request.data_version):
+            self.store.download(container, name, input_dir / name.rpartition("/")[2])
         return input_dir
 
     def _start(self, request: SubmitRequest, run_dir: Path, input_dir: Path) -> None:

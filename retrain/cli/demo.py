@@ -100,7 +100,7 @@ def _flow(args: argparse.Namespace, tmp: Path) -> int:
     import azure.functions as func
 
     from ..data.fashion_mnist import write_batch
-    from ..emulators.functions_host import deliver_settle_messages, functions
+    from ..emulators.functions_host import deliver_blob_event, deliver_settle_messages, functions
     from ..service.core import get_service, set_service
 
     set_service(None)  # built from the settings just set
@@ -116,14 +116,11 @@ def _flow(args: argparse.Namespace, tmp: Path) -> int:
     for path in files.values():
         name = f"{batch}/{path.name}"
         service.store.put(settings.landing_container, name, path.read_bytes())
-        paths.append((f"{settings.landing_container}/{name}", path))
+        paths.append(name)
 
-    _say("3. the blob trigger fires once per uploaded blob (as the host would)")
-    for blob_path, path in paths:
-        data = path.read_bytes()
-        functions()["landing_blob"](
-            func.blob.InputStream(data=data, name=blob_path, length=len(data))
-        )
+    _say("3. the blob trigger fires once per uploaded blob (as the host would: names, no bytes)")
+    for name in paths:
+        deliver_blob_event(settings.landing_container, name)
     if settings.settle_seconds:
         _say(f"   ... the settle queue re-checks it once unchanged for {settings.settle_seconds} s")
         deliver_settle_messages(

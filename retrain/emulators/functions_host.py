@@ -1,13 +1,18 @@
 """What the Functions host does, for the demo and the tests (Core Tools cannot be installed on
-our machines): index ``function_app`` once, and deliver the settle queue's messages to
-``settle_batch`` as real ``func.QueueMessage`` objects, deleting each once the function returns.
+our machines): index ``function_app`` once, deliver a blob event to ``landing_blob`` as the
+worker does for an SDK-type binding (a ``model_binding_data`` datum naming the connection,
+container and blob, decoded by the extension's own ``BlobClientConverter``; no blob content),
+and deliver the settle queue's messages to ``settle_batch`` as real ``func.QueueMessage``
+objects, deleting each once the function returns.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,6 +30,35 @@ def indexed() -> dict[str, Any]:
 def functions() -> dict[str, Callable[..., Any]]:
     """The app's user functions by name."""
     return {name: fn.get_user_function() for name, fn in indexed().items()}
+
+
+@dataclass(frozen=True)
+class ModelBindingData:
+    """The fields of the worker's ``ModelBindingData`` message that the extension reads."""
+
+    content: bytes
+    version: str = "1.0"
+    source: str = "AzureStorageBlobs"
+    content_type: str = "application/json"
+
+
+def blob_binding_data(container: str, name: str, connection: str = "DataStorage") -> bytes:
+    """What the host sends the worker for one blob event: names, never the blob's bytes."""
+    body = {"Connection": connection, "ContainerName": container, "BlobName": name}
+    return json.dumps(body).encode()
+
+
+def deliver_blob_event(container: str, name: str, connection: str = "DataStorage") -> None:
+    """Invoke ``landing_blob`` for ``container/name`` with the ``BlobClient`` the extension's
+    converter builds from the connection's app setting (in the environment, as on the host)."""
+    from azurefunctions.extensions.base import Datum
+    from azurefunctions.extensions.bindings.blob import BlobClient, BlobClientConverter
+
+    datum = Datum(
+        ModelBindingData(blob_binding_data(container, name, connection)), "model_binding_data"
+    )
+    client = BlobClientConverter.decode(datum, trigger_metadata={}, pytype=BlobClient)
+    functions()["landing_blob"](client)
 
 
 def deliver_settle_messages(

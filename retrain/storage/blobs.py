@@ -1,5 +1,6 @@
 """Blobs: the few operations the service needs on the landing container (list a batch, ranged
-reads for validation, pinned downloads for the local backend, uploads for the demo and tests).
+reads for validation, pinned downloads for the local backend, uploads for the demo and tests),
+and the server-side snapshot that makes a data version immutable.
 
 A blob URL is built from the account's endpoint alone: with a SAS connection string the client's
 own URL carries the token, and no URL the app records or hands to Azure ML may hold a credential.
@@ -9,19 +10,24 @@ from __future__ import annotations
 
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..errors import NotFoundError
 from .account import StorageAccount
+from .errors import AlreadyExists, ETagMismatch
 from .errors import mapped as _mapped
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient, ContainerClient
 
     from ..settings import Settings
+
+STORAGE_SCOPE = "https://storage.azure.com/.default"  # OAuth source authorization for copies
+SOURCE_SAS_LIFETIME = timedelta(minutes=15)  # a key-signed read SAS lives only for one copy
+SNAPSHOT_OF = "snapshotetag"  # destination metadata: the source ETag the copy was guarded by
 
 
 @dataclass(frozen=True)
@@ -129,3 +135,65 @@ class BlobStore:
         with _mapped(f"{container}/{name}"), dest.open("wb") as out:
             blob = self._container(container).get_blob_client(name)
             blob.download_blob(max_concurrency=2, **guard).readinto(out)
+
+    def snapshot(
+        self, src_container: str, name: str, etag: str, dst_container: str, dst_name: str
+    ) -> None:
+        """Copy blob ``name`` as it was at ``etag`` to ``dst_name``, server-side, once.
+
+        The copy is Copy Blob From URL (synchronous, up to 256 MiB a blob) with the source
+        If-Match ``etag``, so it can never take newer content, and If-None-Match ``*`` on the
+        destination, so nothing overwrites a snapshot. A repeat after a fault finds its own
+        earlier copy (same source ETag in the metadata) and accepts it. ETagMismatch when the
+        source moved on; AlreadyExists when the destination holds a copy of something else."""
+        from azure.core import MatchConditions
+
+        self.ensure_container(dst_container)
+        pinned = etag.strip('"')
+        source = self._container(src_container).get_blob_client(name)
+        target = self._container(dst_container).get_blob_client(dst_name)
+        what = f"copy {src_container}/{name} to {dst_container}/{dst_name}"
+        try:
+            with _mapped(what):
+                url, auth = self._copy_source(source)
+                target.start_copy_from_url(
+                    url,
+                    metadata={SNAPSHOT_OF: pinned},
+                    requires_sync=True,
+                    source_etag=etag,
+                    source_match_condition=MatchConditions.IfNotModified,
+                    match_condition=MatchConditions.IfMissing,
+                    source_authorization=auth,
+                )
+        except ETagMismatch:  # source moved, or the destination exists: is it our own copy?
+            try:
+                with _mapped(f"{dst_container}/{dst_name}"):
+                    have = target.get_blob_properties()
+            except NotFoundError:
+                have = None
+            if have is None:
+                raise ETagMismatch(f"{src_container}/{name}: changed since {etag}") from None
+            if (have.metadata or {}).get(SNAPSHOT_OF) != pinned:
+                raise AlreadyExists(f"{dst_container}/{dst_name}: holds another copy") from None
+
+    def _copy_source(self, source: Any) -> tuple[str, str | None]:
+        """The copy source URL and its authorization: a bearer token with an identity, a
+        short read SAS signed with the account key, or the connection's own SAS as it is."""
+        credential = self.client.credential
+        if hasattr(credential, "get_token"):
+            token = credential.get_token(STORAGE_SCOPE).token
+            return self.url(source.container_name, source.blob_name), f"Bearer {token}"
+        key = getattr(credential, "account_key", None)
+        if key:
+            from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+            sas = generate_blob_sas(
+                credential.account_name,
+                source.container_name,
+                source.blob_name,
+                account_key=key,
+                permission=BlobSasPermissions(read=True),
+                expiry=datetime.now(timezone.utc) + SOURCE_SAS_LIFETIME,
+            )
+            return f"{self.url(source.container_name, source.blob_name)}?{sas}", None
+        return str(source.url), None  # a SAS connection string: the client's URL carries it

@@ -16,7 +16,11 @@ from typing import Any
 import azure.functions as func
 
 from retrain.backends.base import JobState, RunStatus, Submission, SubmitRequest
-from retrain.emulators.functions_host import deliver_settle_messages, functions
+from retrain.emulators.functions_host import (
+    deliver_blob_event,
+    deliver_settle_messages,
+    functions,
+)
 from retrain.errors import NotFoundError, TransientError
 from retrain.ledger.records import RunRecord
 from retrain.service.core import RetrainService
@@ -120,21 +124,11 @@ def upload(store: BlobStore, container: str, batch: str, files: dict[str, bytes]
 
 
 def blob_event(store: BlobStore, path: str) -> None:
-    """Invoke ``landing_blob`` as the host does: the InputStream is decoded by the library's own
-    converter from the blob's content and the trigger metadata the host sends with it."""
+    """Invoke ``landing_blob`` as the host does for its SDK-type binding: the extension's own
+    converter builds the ``BlobClient`` from the names the host sends and the ``DataStorage``
+    app setting in the environment (the ``store`` fixture sets it to ``store``'s account)."""
     container, _, name = path.partition("/")
-    listed = [b for b in store.list(container, name) if b.name == name]
-    data = store.read_range(container, name, 0, listed[0].size) if listed else b""
-    metadata = {
-        "BlobTrigger": func.meta.Datum(path, "string"),  # "container/blob name"
-        "Uri": func.meta.Datum(store.url(container, name), "string"),
-        "Properties": func.meta.Datum(json.dumps({"ContentLength": len(data)}), "json"),
-    }
-    stream = func.blob.BlobConverter.decode(
-        func.meta.Datum(data, "bytes"), trigger_metadata=metadata
-    )
-    assert isinstance(stream, func.blob.InputStream) and stream.name == path
-    function("landing_blob")(stream)
+    deliver_blob_event(container, name)
 
 
 def receiver_back_up(svc: RetrainService, store: BlobStore, receiver: Any, clock: Any) -> None:

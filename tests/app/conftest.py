@@ -27,6 +27,7 @@ def settings(azurite, tmp_path: Path) -> Settings:
         {
             "DataStorage": azurite.connection_string,
             "LANDING_CONTAINER": f"landing-{tag}",
+            "DATASETS_CONTAINER": f"datasets-{tag}",
             "RUNS_TABLE": f"runs{tag}",
             "SETTLE_QUEUE": f"settle-{tag}",
             "BATCH_SETTLE_SECONDS": "0",  # tests of settling set their own
@@ -39,7 +40,10 @@ def settings(azurite, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def store(settings: Settings) -> BlobStore:
+def store(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> BlobStore:
+    """The test's blobs; the host's environment names their connection, as the blob trigger's
+    SDK-type binding reads it."""
+    monkeypatch.setenv("DataStorage", settings.storage_connection or "")
     store = BlobStore(settings)
     store.ensure_container(settings.landing_container)
     return store

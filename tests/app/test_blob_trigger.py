@@ -1,8 +1,10 @@
-"""The blob trigger, invoked as the host does (a real ``func.blob.InputStream``), on Azurite."""
+"""The blob trigger, invoked as the host does for its SDK-type binding (the extension's converter
+builds a real ``BlobClient`` from the names the host sends), on Azurite."""
 
 from __future__ import annotations
 
 import gzip
+import json
 import threading
 from dataclasses import replace
 
@@ -17,9 +19,12 @@ from apphelpers import (
     records,
     upload,
 )
+from azure.core.pipeline.transport import RequestsTransport
+from azure.storage.blob import BlobServiceClient
 
 from retrain import keys
 from retrain.backends.base import LandingBatch, RunStatus
+from retrain.emulators.functions_host import blob_binding_data, functions
 from retrain.errors import TransientError
 from retrain.service.submission import CLAIM_LEASE
 
@@ -223,3 +228,40 @@ def test_a_misconfigured_app_raises_so_the_event_can_be_replayed(monkeypatch, st
     monkeypatch.setenv("RETRAIN_BACKEND", "kubernetes")
     with pytest.raises(ConfigurationError, match="RETRAIN_BACKEND"):
         blob_event(store, f"{settings.landing_container}/b/train-images-idx3-ubyte.gz")
+
+
+def test_an_event_sends_the_worker_names_not_the_blobs_content(service, store, backend):
+    """The SDK-type binding: per event, the host sends a small JSON of names, whatever the
+    blob's size; the function gets a BlobClient on that blob and reads only its name."""
+    container = service.settings.landing_container
+    big = idx_images(2000)  # ~1.5 MB of pixels
+    [path] = upload(store, container, "sized", {"train-images-idx3-ubyte": big})
+    payload = blob_binding_data(container, "sized/train-images-idx3-ubyte")
+
+    assert json.loads(payload) == {
+        "Connection": "DataStorage",
+        "ContainerName": container,
+        "BlobName": "sized/train-images-idx3-ubyte",
+    }
+    assert len(payload) < 200 < len(big)
+    blob_event(store, path)  # an incomplete batch: nothing runs, nothing fails
+    assert records(service) == [] and backend.submits == []
+
+
+def test_the_function_sends_no_request_through_the_blob_client_it_is_given(service, store):
+    """landing_blob takes the name from its BlobClient and nothing else: no download, no
+    property read through that client (the service reads what it needs, ranged, itself)."""
+    sent: list[str] = []
+
+    class Counting(RequestsTransport):
+        def send(self, request, **kwargs):
+            sent.append(f"{request.method} {request.url}")
+            return super().send(request, **kwargs)
+
+    container = service.settings.landing_container
+    upload(store, container, "quiet", {"train-images-idx3-ubyte": idx_images(10)})
+    client = BlobServiceClient.from_connection_string(
+        service.settings.storage_connection or "", transport=Counting()
+    ).get_blob_client(container, "quiet/train-images-idx3-ubyte")
+    functions()["landing_blob"](client)
+    assert sent == []

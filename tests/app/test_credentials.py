@@ -19,8 +19,11 @@ def _token(connection: str) -> str:
     return connection.split("SharedAccessSignature=", 1)[1]
 
 
-def test_a_sas_connection_string_leaks_nowhere(settings, backend, sas_connection, caplog):
+def test_a_sas_connection_string_leaks_nowhere(
+    settings, backend, sas_connection, caplog, monkeypatch
+):
     caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("DataStorage", sas_connection)  # the host's app setting, for the trigger
     sas = replace(settings, storage_connection=sas_connection)
     store = BlobStore(sas)
     store.ensure_container(sas.landing_container)

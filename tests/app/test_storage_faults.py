@@ -15,7 +15,8 @@ from apphelpers import FakeBackend, batch_files, blob_event, http, upload
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.transport import RequestsTransport
 
-from retrain.backends.base import JobState, RunStatus
+from retrain.backends.base import BlobRef, JobState, LandingBatch, RunStatus
+from retrain.backends.snapshot import snapshot_batch
 from retrain.service import core as service_module
 from retrain.service.core import RetrainService
 from retrain.storage import BlobStore, StorageAccount
@@ -143,3 +144,41 @@ def test_a_sweep_tick_survives_any_single_storage_fault(fresh, store, when):
         svc.sweep()
         [run] = svc.ledger.recent(10)
         assert run.status is RunStatus.COMPLETED and svc.ledger.active() == []
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_data_version_snapshot_survives_any_single_storage_fault(fresh, store, when):
+    """Each request of a snapshot (container create, copies, reads of an existing copy) fails
+    in turn, once; the repeat leaves the same keyed bytes at the same place."""
+    container = fresh().landing_container
+    files = batch_files()
+    upload(store, container, "kept", files)
+    batch = LandingBatch(
+        container,
+        "kept",
+        tuple(BlobRef(b.name, b.url, b.etag) for b in store.list(container, "kept/")),
+    )
+
+    def snap(settings, transport: FaultyTransport) -> list[str]:
+        faulty = BlobStore(StorageAccount(settings, transport=transport, retries=0))
+        return snapshot_batch(faulty, settings, batch, "v1")
+
+    transport = FaultyTransport()
+    snap(replace(fresh(), datasets_container=f"ds-{uuid.uuid4().hex[:12]}"), transport)
+    requests = transport.sent
+    assert requests >= len(files)  # at least one copy request a file
+
+    for fail_at in range(1, requests + 1):
+        settings = replace(fresh(), datasets_container=f"ds-{uuid.uuid4().hex[:12]}")
+        transport, names = FaultyTransport(fail_at, when), []
+        for _ in range(HOST_ATTEMPTS):
+            try:
+                names = snap(settings, transport)
+                break
+            except Exception:
+                continue
+        copies = {n.rpartition("/")[2]: n for n in names}
+        assert set(copies) == set(files)
+        for file, data in files.items():
+            got = store.read_range(settings.datasets_container, copies[file], 0, len(data) + 1)
+            assert got == data, (fail_at, file)

@@ -7,6 +7,11 @@ from fake_azureml import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeAzureML, F
 from retrain import keys
 from retrain.backends import BlobRef, LandingBatch, SubmitRequest, azureml_client
 from retrain.settings import Settings
+from retrain.storage import BlobStore
+
+# The suite's Azurite, with containers of this test's own: conftest's autouse fixture sets it.
+# A landed batch is real blobs there, so the backend's ETag-guarded snapshot copies real bytes.
+STORAGE: dict[str, str] = {}
 
 IDX_FILES = (
     "train-images-idx3-ubyte.gz",
@@ -22,23 +27,33 @@ def aml_settings(**overrides: object) -> Settings:
         "subscription_id": SUBSCRIPTION,
         "resource_group": RESOURCE_GROUP,
         "workspace_name": WORKSPACE,
+        **STORAGE,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 
 
-def landing_batch(
-    batch: str, etag: str = "0x8DC0001", account: str = "landingacct"
-) -> LandingBatch:
-    base = f"https://{account}.blob.core.windows.net/landing/{batch}"
-    return LandingBatch(
-        container="landing",
-        batch=batch,
-        blobs=tuple(
-            BlobRef(name=f"{batch}/{f}", url=f"{base}/{f}", etag=f'"{etag}{i}"')
-            for i, f in enumerate(IDX_FILES)
-        ),
-    )
+def landing_batch(batch: str, etag: str = "0x8DC0001") -> LandingBatch:
+    """Batch ``batch`` landed in this test's Azurite container, ``etag`` choosing its content.
+    Landing the same content again keeps the blobs (and so their ETags and the run key)."""
+    settings = aml_settings()
+    store, container = BlobStore(settings), settings.landing_container
+    store.ensure_container(container)
+    refs = []
+    for i, file in enumerate(IDX_FILES):
+        name, content = f"{batch}/{file}", f"{batch}/{file}:{etag}{i}".encode()
+        found = store.list(container, name, limit=1)
+        if (
+            found
+            and found[0].name == name
+            and store.read_range(container, name, 0, len(content) + 1) == content
+        ):
+            refs.append(BlobRef(name, found[0].url, found[0].etag))
+        else:
+            refs.append(
+                BlobRef(name, store.url(container, name), store.put(container, name, content))
+            )
+    return LandingBatch(container=container, batch=batch, blobs=tuple(refs))
 
 
 def request_for(batch: LandingBatch, settings: Settings | None = None) -> SubmitRequest:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 
+import amlhelpers
 import pytest
 from amlhelpers import aml_settings, landing_batch, point_client_at, request_for
 from fake_azureml import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeAzureML
@@ -12,6 +13,21 @@ from fake_azureml import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeAzureML
 from retrain.backends import SubmitRequest, azureml_client
 from retrain.backends.azureml import AzureMLBackend
 from retrain.service import core as service_module
+
+
+@pytest.fixture(autouse=True)
+def aml_storage(azurite) -> Iterator[None]:
+    """Landing and datasets containers of this test's own on the suite's Azurite."""
+    tag = uuid.uuid4().hex[:10]
+    amlhelpers.STORAGE.update(
+        storage_connection=azurite.connection_string,
+        landing_container=f"landing-{tag}",
+        datasets_container=f"datasets-{tag}",
+    )
+    try:
+        yield
+    finally:
+        amlhelpers.STORAGE.clear()
 
 
 @pytest.fixture
@@ -67,6 +83,7 @@ def azureml_app(use_fake, azurite, monkeypatch):
     settings = {
         "DataStorage": azurite.connection_string,
         "LANDING_CONTAINER": f"landing-{tag}",
+        "DATASETS_CONTAINER": f"datasets-{tag}",
         "RUNS_TABLE": f"runs{tag}",
         "SETTLE_QUEUE": f"settle-{tag}",
         "BATCH_SETTLE_SECONDS": "0",

@@ -1,5 +1,6 @@
 """With ``DataStorage`` set to a SAS connection string, the Azure ML backend registers the batch
-by a URL without the token: the data asset's path and tags, as the fake workspace received them,
+by a URL without the token (its copy in the datasets container, taken with the connection's
+own SAS): the data asset's path and tags, as the fake workspace received them,
 and the job, carry no credential."""
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ def test_the_data_asset_holds_no_sas(sas_app, use_fake, sas_connection, tmp_path
     (data_put,) = use_fake.calls("PUT", r"^/data/")
     (job_put,) = use_fake.calls("PUT", r"^/jobs/")
     data = data_put.body["properties"]
-    assert data["dataUri"].endswith(f"/{landing}/b1/") and "?" not in data["dataUri"]
+    datasets = svc.settings.datasets_container
+    version = run.data_asset.rpartition(":")[2]
+    assert data["dataUri"].endswith(f"/{datasets}/fashion-mnist/{version}/")
+    assert "?" not in data["dataUri"]
     signature = sas_connection.split("sig=", 1)[1].split("&", 1)[0]
     for sent in (data_put.body, job_put.body, run.to_dict()):
         text = json.dumps(sent)

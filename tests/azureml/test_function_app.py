@@ -40,7 +40,9 @@ def test_landed_batch_runs_on_azure_ml_and_the_timer_records_it(azureml_app, use
     assert job_put.body["properties"]["experimentName"] == "fashion-e2e"
     (data_put,) = use_fake.calls("PUT", r"^/data/")
     data = data_put.body["properties"]
-    assert data["dataUri"] == svc.store.url(landing, "batch-1") + "/"
+    version = run.data_asset.rpartition(":")[2]
+    copy = svc.store.url(svc.settings.datasets_container, f"fashion-mnist/{version}/")
+    assert data["dataUri"] == copy  # the immutable copy, not the landing folder
     assert data["tags"]["source"] == f"{landing}/batch-1"
     job_input = job_put.body["properties"]["inputs"]["pipeline_input_data"]["uri"]
     assert job_input == data_put.path  # bound to the version just registered

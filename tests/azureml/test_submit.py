@@ -15,6 +15,7 @@ from fake_azureml import WORKSPACE_PATH, FakeAzureML
 from retrain.backends import DataAsset, LocalFolder, RunStatus
 from retrain.backends.azureml import AzureMLBackend
 from retrain.errors import ConfigurationError, NotFoundError, SubmissionError, TransientError
+from retrain.storage import BlobStore
 
 
 def test_submit_registers_data_version_then_creates_the_job(backend, use_fake, make_request):
@@ -25,8 +26,12 @@ def test_submit_registers_data_version_then_creates_the_job(backend, use_fake, m
     assert data_put.tail == f"/data/fashion-mnist/versions/{request.data_version}"
     props = data_put.body["properties"]
     assert props["dataType"] == "uri_folder"
-    assert props["dataUri"] == "https://landingacct.blob.core.windows.net/landing/batch-7/"
-    assert props["tags"]["source"] == "landing/batch-7"
+    settings = aml_settings()
+    store = BlobStore(settings)
+    version_folder = f"fashion-mnist/{request.data_version}/"
+    assert props["dataUri"] == store.url(settings.datasets_container, version_folder)
+    assert f"/{settings.landing_container}/" not in props["dataUri"]
+    assert props["tags"]["source"] == f"{settings.landing_container}/batch-7"
     assert props["tags"]["run_id"] == request.run_id
     for blob in request.data.blobs:
         file = blob.name.rsplit("/", 1)[1]
@@ -273,8 +278,54 @@ def test_a_data_version_pointing_elsewhere_is_refused(backend, use_fake, make_re
     request = make_request("batch-1")
     backend.submit(request)
     clash = replace(make_request("batch-2"), data_version=request.data_version)  # other folder
-    with pytest.raises(SubmissionError, match=r"already exists at .*batch-1/, not .*batch-2/"):
+    with pytest.raises(
+        SubmissionError, match=r"already holds a copy of other content, not .*batch-2/"
+    ):
         backend.submit(clash)
+    assert [p.status for p in use_fake.calls("PUT", r"^/data/")] == [201]
+
+
+def test_a_reupload_after_submission_leaves_the_data_version_byte_identical(
+    backend, use_fake, make_request
+):
+    settings = aml_settings()
+    store = BlobStore(settings)
+    request = make_request("batch-7")
+    keyed = {
+        b.name.rsplit("/", 1)[1]: store.read_range(settings.landing_container, b.name, 0, 1 << 20)
+        for b in request.data.blobs
+    }
+    backend.submit(request)
+    for blob in request.data.blobs:  # the user lands new bytes under the same names
+        store.put(settings.landing_container, blob.name, b"re-uploaded " + blob.name.encode())
+
+    prefix = f"fashion-mnist/{request.data_version}/"
+    copies = store.list(settings.datasets_container, prefix)
+    assert {c.name.removeprefix(prefix) for c in copies} == set(keyed)
+    for copy in copies:
+        data = store.read_range(settings.datasets_container, copy.name, 0, 1 << 20)
+        assert data == keyed[copy.name.removeprefix(prefix)]
+    # A retry of the same submission (the job already exists) changes nothing either.
+    assert backend.submit(request).already_existed is True
+    assert [store.read_range(settings.datasets_container, c.name, 0, 1 << 20) for c in copies] == [
+        keyed[c.name.removeprefix(prefix)] for c in copies
+    ]
+
+
+def test_a_batch_that_changed_since_keying_is_refused_before_anything_is_registered(
+    backend, use_fake, make_request
+):
+    settings = aml_settings()
+    store = BlobStore(settings)
+    request = make_request("batch-7")
+    store.put(settings.landing_container, request.data.blobs[2].name, b"newer content")
+
+    with pytest.raises(SubmissionError, match="changed since the run was keyed"):
+        backend.submit(request)
+    assert use_fake.calls("PUT", r"^/data/") == []
+    assert use_fake.calls("PUT", r"^/jobs/") == []
+    names = [c.name for c in store.list(settings.datasets_container)]
+    assert request.data.blobs[2].name.rsplit("/", 1)[1] not in "".join(names)
 
 
 def test_an_existing_data_asset_is_used_as_is(backend, use_fake, make_request):
