@@ -14,9 +14,6 @@ PLATFORM_SETTINGS = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 }
-# Read by the app's datasets copy (retrain/, another part of the project), which documents it in
-# local.settings.json.example; accepted here until the example names it.
-APP_SETTINGS_BEING_ADDED = {"DATASETS_CONTAINER"}
 DEFAULTED_BLOCK = re.compile(r"^// Left at their documented defaults.*\n((?://   \S.*\n)+)", re.M)
 
 
@@ -70,7 +67,6 @@ def test_the_bicep_sets_no_setting_that_is_not_documented():
         if name not in documented
         and name.split("__")[0] not in documented
         and name not in PLATFORM_SETTINGS
-        and name not in APP_SETTINGS_BEING_ADDED
     )
     assert unknown == [], f"undocumented app settings: {unknown}"
 
