@@ -45,6 +45,7 @@ from ..clock import later_than, parse_time, utcnow
 from ..errors import CorruptDocumentError, NotFoundError, TransientError
 from ..storage import AlreadyExists, Entity, ETagMismatch, StorageAccount, Table
 from ..storage.tables import Op
+from .encoding import TABLE_PROPERTY_CHARS, Unencodable, dumps
 from .records import RunRecord
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ UPDATE_ATTEMPTS = 16  # ETag races to lose before giving up (TransientError: the
 MAX_OPS = 100  # operations an entity-group transaction may hold (3 rows a run, plus its outbox)
 TRANSACTIONS_IN_FLIGHT = 3  # write_many's concurrent transactions
 INVERT_MS = 10**13  # recent| keys sort newest first until the year 2286
-MAX_RECORD_CHARS = 30_000  # a string property holds at most 64 KiB (32K UTF-16 characters)
+MAX_RECORD_CHARS = 30_000  # below a Table property's 32K: its outbox event wraps it
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,14 @@ def recent_row(record: RunRecord) -> str:
 
 
 def _props(record: RunRecord) -> dict[str, Any]:
-    text = json.dumps(record.to_dict(), separators=(",", ":"))
-    if len(text) > MAX_RECORD_CHARS:
-        raise ValueError(f"run {record.run_id}: record too large to store ({len(text)} chars)")
+    """The record's row properties; ``Unencodable`` (naming the run) if strict JSON, or one
+    Table property, cannot hold it."""
+    try:
+        text = dumps(record.to_dict(), max_chars=MAX_RECORD_CHARS)
+    except RecursionError:  # asdict copies nesting recursively: far past dumps' bound
+        raise Unencodable(f"run {record.run_id}: record nested too deep to store") from None
+    except Unencodable as exc:
+        raise Unencodable(f"run {record.run_id}: record {exc}") from None
     return {"record": text, "status": record.status.value, "job_name": record.job_name or ""}
 
 
@@ -223,7 +229,11 @@ class Ledger:
         results: dict[int, Written | Exception] = {}
         pending: list[Pending] = []
         for i, (found, change) in enumerate(changes):
-            new = None if found.record.terminal else change(found.record)
+            try:
+                new = None if found.record.terminal else change(found.record)
+            except Exception as exc:  # this run's own trouble: the others go on
+                results[i] = exc
+                continue
             if new is None or new == found.record:
                 results[i] = (found, False)
             else:
@@ -246,19 +256,24 @@ class Ledger:
 
         # A few transactions in flight at once: while storage works on one, the next is built.
         with ThreadPoolExecutor(max_workers=TRANSACTIONS_IN_FLIGHT) as pool:
-            list(pool.map(commit, self._chunks(pending)))
+            list(pool.map(commit, self._chunks(pending, results)))
         return [results[i] for i in range(len(changes))]
 
     def _chunks(
-        self, pending: list[Pending]
+        self, pending: list[Pending], results: dict[int, Written | Exception]
     ) -> Iterator[tuple[list[Pending], list[Op], list[int]]]:
         """``pending`` cut into transactions of at most MAX_OPS operations: each chunk, its ops,
-        and where each run's record op is among them."""
+        and where each run's record op is among them. A run whose rows cannot be built (too
+        large, unencodable) gets its error in ``results`` and stays out of every chunk."""
         chunk: list[Pending] = []
         ops: list[Op] = []
         firsts: list[int] = []
         for item in pending:
-            run_ops = self._write_ops(item[3], item[1], False)
+            try:
+                run_ops = self._write_ops(item[3], item[1], False)
+            except Exception as exc:
+                results[item[0]] = exc
+                continue
             if chunk and len(ops) + len(run_ops) > MAX_OPS:
                 yield chunk, ops, firsts
                 chunk, ops, firsts = [], [], []
@@ -280,7 +295,7 @@ class Ledger:
             Op(
                 "upsert",
                 f"{OUTBOX}{sink}|{event_id}",
-                {"event": json.dumps(event), "attempts": 0, "next_at": "", "sink": sink},
+                {"event": _event_text(record, event), "attempts": 0, "next_at": "", "sink": sink},
             )
             for sink, event_id, event in self.announce(record)
         ]
@@ -324,6 +339,13 @@ class Ledger:
     def records(self) -> list[RunRecord]:
         """Every run's record (costs O(history): for tests and tools, never a trigger)."""
         return [_record(entity) for entity in self.table.query(RUN)]
+
+
+def _event_text(record: RunRecord, event: dict[str, Any]) -> str:
+    try:
+        return dumps(event, max_chars=TABLE_PROPERTY_CHARS)
+    except Unencodable as exc:
+        raise Unencodable(f"run {record.run_id}: event {exc}") from None
 
 
 def _attempt(
