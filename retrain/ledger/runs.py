@@ -12,6 +12,7 @@
     outbox|<sink>|<event id>     an announcement of a terminal transition still to deliver to
                                  a notification sink, written in the transition's own
                                  transaction (never lost), deleted once delivered (see outbox.py)
+    dead|<sink>|<event id>       an announcement that will never be delivered, with its reason
 
 Every change is one entity-group transaction over the run's rows, so they can never disagree:
 a claim creates all three (or, if any exists, none: exactly one of any number of concurrent
@@ -50,7 +51,7 @@ from .records import RunRecord
 
 log = logging.getLogger(__name__)
 
-RUN, ACTIVE, RECENT, OUTBOX = "run|", "active|", "recent|", "outbox|"
+RUN, ACTIVE, RECENT, OUTBOX, DEAD = "run|", "active|", "recent|", "outbox|", "dead|"
 UPDATE_ATTEMPTS = 16  # ETag races to lose before giving up (TransientError: the host retries)
 MAX_OPS = 100  # operations an entity-group transaction may hold (3 rows a run, plus its outbox)
 TRANSACTIONS_IN_FLIGHT = 3  # write_many's concurrent transactions
@@ -314,6 +315,19 @@ class Ledger:
         props = {**entry.props, "attempts": attempts, "next_at": next_at, "error": error[:500]}
         with suppress(ETagMismatch):
             self.table.transact([Op("replace", entry.row, props, etag=entry.etag)])
+
+    def outbox_dead(self, entry: Entity, error: str, at: str) -> None:
+        """Move an announcement that will never be delivered to its ``dead|`` row, with why."""
+        props = {**entry.props, "error": error[:500], "dead_at": at}
+        dead = f"{DEAD}{entry.row.removeprefix(OUTBOX)}"
+        with suppress(ETagMismatch):
+            self.table.transact(
+                [Op("delete", entry.row, etag=entry.etag), Op("upsert", dead, props)]
+            )
+
+    def dead_letters(self) -> list[Entity]:
+        """Announcements dead-lettered: kept for people to read and replay."""
+        return self.table.query(DEAD)
 
     def active(self) -> list[Stored | DamagedRun]:
         """Runs not yet terminal, oldest id first: one range query."""

@@ -7,9 +7,12 @@ transition and its announcement are stored together or not at all) nor doubled (
 terminal once; redelivered triggers and repeated sweeps find it terminal and write nothing).
 Each sweep tick then delivers what is due: a delivered row is deleted; a sink that fails keeps
 its row for another try with backoff (30 s, doubling, at most an hour), so a receiver that is
-down delays its events and never loses them. Delivery is at least once: if a row cannot be
-deleted after its event went out, the event is sent again, under the same id, for the receiver
-to drop.
+down delays its events and never loses them. An event the receiver refuses for good (a 4xx
+other than 401/403/408/429, a redirect), one that cannot be sent at all, or one still undelivered
+``MAX_AGE`` after its run ended is dead-lettered: moved to a ``dead|<sink>|<event id>`` row with
+its reason (kept, counted, logged), so it never blocks the others or fails the timer.
+Delivery is at least once: if a row cannot be deleted after its event went out, the event is
+sent again, under the same id, for the receiver to drop.
 """
 
 from __future__ import annotations
@@ -22,16 +25,18 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..clock import iso, parse_time
-from ..errors import RetrainError
+from ..errors import ConfigurationError, PermanentError, TransientError
 from ..ledger.records import RunRecord
 
 if TYPE_CHECKING:
     from ..ledger.runs import Ledger
     from ..settings import Settings
+    from ..storage import Entity
     from .sinks import Sink
 
 BACKOFF_S = 30
 BACKOFF_MAX_S = 3600
+MAX_AGE = timedelta(days=7)  # an event still undelivered this long after its run ended is dead
 
 
 def sink_names(settings: Settings) -> list[str]:
@@ -90,6 +95,7 @@ class Delivery:
     retrying: int = 0  # failed now, kept for a later try
     waiting: int = 0  # not due yet
     dropped: int = 0  # its sink is no longer configured, or its row is damaged
+    dead: int = 0  # refused for good, unsendable, or past MAX_AGE: kept as a dead| row
     lines: list[tuple[int, str]] = field(default_factory=list)
 
 
@@ -115,8 +121,11 @@ def deliver(ledger: Ledger, sinks: Mapping[str, Sink], now: datetime) -> Deliver
             continue
         try:
             sink.send(event)
-        except RetrainError as exc:
+        except (TransientError, ConfigurationError) as exc:  # a fixed setting recovers it
             attempts = int(props.get("attempts") or 0) + 1
+            if now - (_time(event.get("time")) or now) > MAX_AGE:
+                _dead(ledger, entry, event, f"{exc}; undelivered past its maximum age", now, done)
+                continue
             delay = min(BACKOFF_MAX_S, BACKOFF_S * 2 ** (attempts - 1))
             ledger.outbox_later(
                 entry, attempts, iso(now + timedelta(seconds=delay)) or "", str(exc)
@@ -125,10 +134,26 @@ def deliver(ledger: Ledger, sinks: Mapping[str, Sink], now: datetime) -> Deliver
             line = f"notify: {event.get('id')} to {sink.name}: {exc}; trying again in {delay} s"
             done.lines.append((logging.WARNING, f"{line} (attempt {attempts})"))
             continue
+        except PermanentError as exc:  # the receiver refused it for good (410, 400, 302...)
+            _dead(ledger, entry, event, str(exc), now, done)
+            continue
+        except Exception as exc:  # this event cannot be sent at all: the others still go
+            _dead(ledger, entry, event, f"cannot be sent ({type(exc).__name__})", now, done)
+            continue
         ledger.outbox_delivered(entry)
         done.sent += 1
         done.lines.append((logging.INFO, f"notify: {event.get('type')} {event.get('id')} sent"))
     return done
+
+
+def _dead(
+    ledger: Ledger, entry: Entity, event: dict[str, Any], why: str, now: datetime, done: Delivery
+) -> None:
+    """Move an announcement that will never be delivered to its dead-letter row, counted."""
+    ledger.outbox_dead(entry, why, iso(now) or "")
+    done.dead += 1
+    line = f"notify: {event.get('id')} dead-lettered: {why}"
+    done.lines.append((logging.ERROR, line))
 
 
 def _time(text: object) -> datetime | None:

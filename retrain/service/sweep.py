@@ -52,13 +52,14 @@ class SweepSummary:
     promoted: int = 0  # completed runs whose model became champion
     notified: int = 0  # announcements delivered
     notify_retrying: int = 0  # announcements whose sink failed: kept for a later try
+    notify_dead: int = 0  # announcements dead-lettered (refused for good, unsendable, too old)
 
     @property
     def eventful(self) -> bool:
         """Whether the tick changed anything or hit an error (worth an info-level log line)."""
         return any((self.updated, self.completed, self.failed, self.canceled, self.promoted,
                     self.resubmitted, self.damaged, self.errors, self.notified,
-                    self.notify_retrying))  # fmt: skip
+                    self.notify_retrying, self.notify_dead))  # fmt: skip
 
     def __str__(self) -> str:
         shown = {k: v for k, v in self.__dict__.items() if v or k == "active"}
