@@ -9,9 +9,11 @@
                                  grows with active runs only
     recent|<inverted-ms>|<id>    a copy, named so that row-key order is newest first:
                                  ``GET /api/retrain`` is one range query of ``limit`` rows
-    outbox|<sink>|<event id>     an announcement of a terminal transition still to deliver to
+    outbox|<due>|<sink>|<id>     an announcement of a terminal transition still to deliver to
                                  a notification sink, written in the transition's own
-                                 transaction (never lost), deleted once delivered (see outbox.py)
+                                 transaction (never lost), deleted once delivered (see outbox.py);
+                                 ``<due>`` ("0": at once, else an ISO time) orders the rows by
+                                 when they are due, so a tick reads only those that are
     dead|<sink>|<event id>       an announcement that will never be delivered, with its reason
 
 Every change is one entity-group transaction over the run's rows, so they can never disagree:
@@ -55,6 +57,7 @@ RUN, ACTIVE, RECENT, OUTBOX, DEAD = "run|", "active|", "recent|", "outbox|", "de
 UPDATE_ATTEMPTS = 16  # ETag races to lose before giving up (TransientError: the host retries)
 MAX_OPS = 100  # operations an entity-group transaction may hold (3 rows a run, plus its outbox)
 TRANSACTIONS_IN_FLIGHT = 3  # write_many's concurrent transactions
+DUE_NOW = "0"  # an outbox row due at once: sorts before every ISO time
 INVERT_MS = 10**13  # recent| keys sort newest first until the year 2286
 MAX_RECORD_CHARS = 30_000  # below a Table property's 32K: its outbox event wraps it
 
@@ -295,31 +298,44 @@ class Ledger:
         return [
             Op(
                 "upsert",
-                f"{OUTBOX}{sink}|{event_id}",
+                f"{OUTBOX}{DUE_NOW}|{sink}|{event_id}",
                 {"event": _event_text(record, event), "attempts": 0, "next_at": "", "sink": sink},
             )
             for sink, event_id, event in self.announce(record)
         ]
 
-    def outbox(self) -> list[Entity]:
-        """Announcements not yet delivered: one range query (grows with those only)."""
-        return self.table.query(OUTBOX)
+    def outbox(self, due_by: str | None = None, limit: int | None = None) -> list[Entity]:
+        """Announcements not yet delivered, soonest due first; given ``due_by`` (an ISO time),
+        only those due by then: one range query that grows with those only."""
+        below = f"{OUTBOX}{due_by}~" if due_by else None  # "~" sorts after "|" and digits
+        return self.table.query(OUTBOX, limit, below=below)
 
     def outbox_delivered(self, entry: Entity) -> None:
         """Drop a delivered announcement (unless someone else changed it meanwhile)."""
         with suppress(ETagMismatch):
             self.table.transact([Op("delete", entry.row, etag=entry.etag)])
 
-    def outbox_later(self, entry: Entity, attempts: int, next_at: str, error: str) -> None:
-        """Keep an announcement whose sink failed, for another try at ``next_at``."""
+    def outbox_later(
+        self, entry: Entity, attempts: int, next_at: str, error: str, failing_since: str = ""
+    ) -> Entity | None:
+        """Move an announcement to be due at ``next_at`` (its sink failed, or a send is about to
+        start); the row as moved, or None if someone else moved or sent it meanwhile."""
         props = {**entry.props, "attempts": attempts, "next_at": next_at, "error": error[:500]}
-        with suppress(ETagMismatch):
-            self.table.transact([Op("replace", entry.row, props, etag=entry.etag)])
+        if failing_since:
+            props["failing_since"] = failing_since
+        moved = f"{OUTBOX}{next_at}|{_outbox_name(entry.row)}"
+        try:
+            etags = self.table.transact(
+                [Op("delete", entry.row, etag=entry.etag), Op("upsert", moved, props)]
+            )
+        except ETagMismatch:
+            return None
+        return Entity(moved, props, etags[1])
 
     def outbox_dead(self, entry: Entity, error: str, at: str) -> None:
         """Move an announcement that will never be delivered to its ``dead|`` row, with why."""
         props = {**entry.props, "error": error[:500], "dead_at": at}
-        dead = f"{DEAD}{entry.row.removeprefix(OUTBOX)}"
+        dead = f"{DEAD}{_outbox_name(entry.row)}"
         with suppress(ETagMismatch):
             self.table.transact(
                 [Op("delete", entry.row, etag=entry.etag), Op("upsert", dead, props)]
@@ -353,6 +369,11 @@ class Ledger:
     def records(self) -> list[RunRecord]:
         """Every run's record (costs O(history): for tests and tools, never a trigger)."""
         return [_record(entity) for entity in self.table.query(RUN)]
+
+
+def _outbox_name(row: str) -> str:
+    """``<sink>|<event id>`` of an outbox row."""
+    return row.removeprefix(OUTBOX).partition("|")[2]
 
 
 def _event_text(record: RunRecord, event: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from apphelpers import (
 from receivers import Receiver
 
 from retrain.backends.base import JobState, RunStatus
+from retrain.clock import iso
 from retrain.errors import PermanentError, TransientError
 from retrain.service import core as service_module
 from retrain.service.core import RetrainService
@@ -210,3 +211,33 @@ def test_an_event_undelivered_past_its_maximum_age_is_dead_lettered(
     assert summary.notify_dead == 1 and summary.notify_retrying == 0
     [dead] = notifying.ledger.dead_letters()
     assert "maximum age" in dead.props["error"] and notifying.ledger.outbox() == []
+
+
+def test_a_tick_reads_only_the_rows_that_are_due(notifying, store, backend, sink, clock):
+    runs = submitted_runs(notifying, store, 3)
+    for run in runs:
+        backend.states[run.job_name] = JobState(RunStatus.CANCELED, "Canceled")
+    sink.down = True
+    assert notifying.sweep().notify_retrying == 3
+    now = iso(clock.now)
+    assert len(notifying.ledger.outbox()) == 3  # all of them are kept
+    assert notifying.ledger.outbox(due_by=now) == []  # none is due: none is read
+    later = iso(clock.now + timedelta(seconds=31))
+    assert len(notifying.ledger.outbox(due_by=later)) == 3
+
+
+def test_a_send_killed_midway_does_not_leave_its_row_first_in_line(notifying, store, backend):
+    [run] = submitted_runs(notifying, store, 1)
+    backend.states[run.job_name] = JobState(RunStatus.CANCELED, "Canceled")
+
+    @dataclass
+    class Killed(RecordingSink):
+        def send(self, event: dict[str, Any]) -> None:
+            raise KeyboardInterrupt  # the host stops the tick mid-send
+
+    notifying._sinks = {"webhook": Killed()}
+    with pytest.raises(KeyboardInterrupt):
+        notifying.sweep()
+    [row] = notifying.ledger.outbox()
+    assert row.props["next_at"] > iso(notifying.clock())  # moved back before the send
+    assert notifying.ledger.outbox(due_by=iso(notifying.clock())) == []
