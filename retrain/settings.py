@@ -5,12 +5,14 @@ Every name here is documented in ``local.settings.json.example``; defaults suit 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
@@ -53,6 +55,8 @@ def _float(env: Mapping[str, str], name: str, default: float | None) -> float | 
         value = float(raw)
     except ValueError:
         raise ConfigurationError(f"{name}: expected a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ConfigurationError(f"{name}: expected a finite number, got {raw!r}")
     if value <= 0:
         raise ConfigurationError(f"{name}: must be positive, got {value}")
     return value
@@ -94,6 +98,36 @@ def _table_name(name: str) -> str:
             f"RUNS_TABLE: expected 3 to 63 letters and digits, starting with a letter; got {name!r}"
         )
     return name
+
+
+def _queue_name(name: str) -> str:
+    """Azure's queue naming rule (3-63 lowercase letters, digits and single hyphens, a letter or
+    digit at each end), checked up front: a bad ``SETTLE_QUEUE`` would drop every settling batch."""
+    if not (re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}", name) and len(name) <= 63):
+        raise ConfigurationError(
+            "SETTLE_QUEUE: expected 3 to 63 lowercase letters, digits and single hyphens, "
+            f"a letter or digit at each end; got {name!r}"
+        )
+    return name
+
+
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    """A notification URL that can be reached: http(s), a host name or address, a valid port.
+    The message never repeats the URL (a webhook URL may carry a token)."""
+    url = env.get(name, "").strip()
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError when out of range or not a number
+        host = parts.hostname or ""
+    except ValueError:
+        raise ConfigurationError(f"{name}: not a valid URL (its port)") from None
+    if parts.scheme not in ("https", "http"):
+        raise ConfigurationError(f"{name}: expected an https:// URL")
+    if not re.fullmatch(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+", host) or port == 0:
+        raise ConfigurationError(f"{name}: not a valid URL (its host)")
+    return url
 
 
 @dataclass(frozen=True)
@@ -164,6 +198,12 @@ class Settings:
             raise ConfigurationError(
                 f"RETRAIN_BACKEND: expected one of {', '.join(BACKENDS)}, got {backend!r}"
             )
+        webhook = _url(env, "NOTIFY_WEBHOOK_URL")
+        secret = env.get("NOTIFY_WEBHOOK_SECRET", "").strip() or None
+        if secret and not webhook:
+            raise ConfigurationError(
+                "NOTIFY_WEBHOOK_SECRET: set without NOTIFY_WEBHOOK_URL (nothing would be sent)"
+            )
         runs_dir = env.get("LOCAL_RUNS_DIR", "").strip()
         models_dir = env.get("LOCAL_MODELS_DIR", "").strip()
         return cls(
@@ -177,7 +217,7 @@ class Settings:
             storage_queue_uri=env.get("DataStorage__queueServiceUri", "").strip() or None,
             storage_table_uri=env.get("DataStorage__tableServiceUri", "").strip() or None,
             runs_table=_table_name(env.get("RUNS_TABLE", "").strip() or cls.runs_table),
-            settle_queue=env.get("SETTLE_QUEUE", "").strip() or cls.settle_queue,
+            settle_queue=_queue_name(env.get("SETTLE_QUEUE", "").strip() or cls.settle_queue),
             settle_seconds=_int(env, "BATCH_SETTLE_SECONDS", cls.settle_seconds, minimum=0),
             backend=backend,
             local_runs_dir=Path(runs_dir) if runs_dir else PROJECT_ROOT / ".runs",
@@ -201,9 +241,9 @@ class Settings:
             seed=_int(env, "TRAIN_SEED", cls.seed, minimum=0),
             sweep_schedule=env.get("SWEEP_SCHEDULE", "").strip() or cls.sweep_schedule,
             sweep_concurrency=_int(env, "SWEEP_CONCURRENCY", cls.sweep_concurrency),
-            notify_webhook_url=env.get("NOTIFY_WEBHOOK_URL", "").strip() or None,
-            notify_webhook_secret=env.get("NOTIFY_WEBHOOK_SECRET", "").strip() or None,
-            notify_eventgrid_endpoint=env.get("NOTIFY_EVENTGRID_ENDPOINT", "").strip() or None,
+            notify_webhook_url=webhook,
+            notify_webhook_secret=secret,
+            notify_eventgrid_endpoint=_url(env, "NOTIFY_EVENTGRID_ENDPOINT"),
         )
 
     def pipeline_settings(self, **overrides: object):  # -> pipeline_builder.PipelineSettings

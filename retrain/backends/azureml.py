@@ -340,6 +340,23 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc)
 
 
+def _storage_cause(exc: BaseException) -> str | None:
+    """What storage said, if an azure-core error is in ``exc``'s chain (the SDK wraps the
+    blob client's errors in its own types): "HTTP <status>" or the error's type."""
+    from azure.core.exceptions import AzureError, HttpResponseError
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, HttpResponseError) and cause.status_code is not None:
+            return f"HTTP {cause.status_code}"
+        if isinstance(cause, AzureError):
+            return type(cause).__name__
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def _score_metrics(client: MLClient, job_name: str) -> tuple[Mapping[str, Any] | None, str | None]:
     """Download the pipeline's ``output_result`` and read the score step's ``metrics.json``.
 
@@ -361,6 +378,11 @@ def _score_metrics(client: MLClient, job_name: str) -> tuple[Mapping[str, Any] |
                 raise TransientError(f"download {RESULT_OUTPUT} of {job_name}: {message}") from exc
             return None, f"could not download {RESULT_OUTPUT}: {one_line(exc)}"
         except Exception as exc:  # the SDK raises its own types for missing outputs, etc.
+            if _storage_cause(exc):  # the SDK wraps a blob error after its retries: may pass
+                raise TransientError(
+                    f"download {RESULT_OUTPUT} of {job_name}: {type(exc).__name__} "
+                    f"(storage {_storage_cause(exc)}); will retry"
+                ) from exc
             return None, f"could not download {RESULT_OUTPUT}: {one_line(exc)}"
         found = sorted(Path(tmp).rglob(METRICS_FILE))
         if not found:

@@ -9,9 +9,12 @@
                                  grows with active runs only
     recent|<inverted-ms>|<id>    a copy, named so that row-key order is newest first:
                                  ``GET /api/retrain`` is one range query of ``limit`` rows
-    outbox|<sink>|<event id>     an announcement of a terminal transition still to deliver to
+    outbox|<due>|<sink>|<id>     an announcement of a terminal transition still to deliver to
                                  a notification sink, written in the transition's own
-                                 transaction (never lost), deleted once delivered (see outbox.py)
+                                 transaction (never lost), deleted once delivered (see outbox.py);
+                                 ``<due>`` ("0": at once, else an ISO time) orders the rows by
+                                 when they are due, so a tick reads only those that are
+    dead|<sink>|<event id>       an announcement that will never be delivered, with its reason
 
 Every change is one entity-group transaction over the run's rows, so they can never disagree:
 a claim creates all three (or, if any exists, none: exactly one of any number of concurrent
@@ -45,16 +48,18 @@ from ..clock import later_than, parse_time, utcnow
 from ..errors import CorruptDocumentError, NotFoundError, TransientError
 from ..storage import AlreadyExists, Entity, ETagMismatch, StorageAccount, Table
 from ..storage.tables import Op
+from .encoding import TABLE_PROPERTY_CHARS, Unencodable, dumps
 from .records import RunRecord
 
 log = logging.getLogger(__name__)
 
-RUN, ACTIVE, RECENT, OUTBOX = "run|", "active|", "recent|", "outbox|"
+RUN, ACTIVE, RECENT, OUTBOX, DEAD = "run|", "active|", "recent|", "outbox|", "dead|"
 UPDATE_ATTEMPTS = 16  # ETag races to lose before giving up (TransientError: the host retries)
 MAX_OPS = 100  # operations an entity-group transaction may hold (3 rows a run, plus its outbox)
 TRANSACTIONS_IN_FLIGHT = 3  # write_many's concurrent transactions
+DUE_NOW = "0"  # an outbox row due at once: sorts before every ISO time
 INVERT_MS = 10**13  # recent| keys sort newest first until the year 2286
-MAX_RECORD_CHARS = 30_000  # a string property holds at most 64 KiB (32K UTF-16 characters)
+MAX_RECORD_CHARS = 30_000  # below a Table property's 32K: its outbox event wraps it
 
 
 @dataclass(frozen=True)
@@ -94,9 +99,14 @@ def recent_row(record: RunRecord) -> str:
 
 
 def _props(record: RunRecord) -> dict[str, Any]:
-    text = json.dumps(record.to_dict(), separators=(",", ":"))
-    if len(text) > MAX_RECORD_CHARS:
-        raise ValueError(f"run {record.run_id}: record too large to store ({len(text)} chars)")
+    """The record's row properties; ``Unencodable`` (naming the run) if strict JSON, or one
+    Table property, cannot hold it."""
+    try:
+        text = dumps(record.to_dict(), max_chars=MAX_RECORD_CHARS)
+    except RecursionError:  # asdict copies nesting recursively: far past dumps' bound
+        raise Unencodable(f"run {record.run_id}: record nested too deep to store") from None
+    except Unencodable as exc:
+        raise Unencodable(f"run {record.run_id}: record {exc}") from None
     return {"record": text, "status": record.status.value, "job_name": record.job_name or ""}
 
 
@@ -223,7 +233,11 @@ class Ledger:
         results: dict[int, Written | Exception] = {}
         pending: list[Pending] = []
         for i, (found, change) in enumerate(changes):
-            new = None if found.record.terminal else change(found.record)
+            try:
+                new = None if found.record.terminal else change(found.record)
+            except Exception as exc:  # this run's own trouble: the others go on
+                results[i] = exc
+                continue
             if new is None or new == found.record:
                 results[i] = (found, False)
             else:
@@ -246,19 +260,24 @@ class Ledger:
 
         # A few transactions in flight at once: while storage works on one, the next is built.
         with ThreadPoolExecutor(max_workers=TRANSACTIONS_IN_FLIGHT) as pool:
-            list(pool.map(commit, self._chunks(pending)))
+            list(pool.map(commit, self._chunks(pending, results)))
         return [results[i] for i in range(len(changes))]
 
     def _chunks(
-        self, pending: list[Pending]
+        self, pending: list[Pending], results: dict[int, Written | Exception]
     ) -> Iterator[tuple[list[Pending], list[Op], list[int]]]:
         """``pending`` cut into transactions of at most MAX_OPS operations: each chunk, its ops,
-        and where each run's record op is among them."""
+        and where each run's record op is among them. A run whose rows cannot be built (too
+        large, unencodable) gets its error in ``results`` and stays out of every chunk."""
         chunk: list[Pending] = []
         ops: list[Op] = []
         firsts: list[int] = []
         for item in pending:
-            run_ops = self._write_ops(item[3], item[1], False)
+            try:
+                run_ops = self._write_ops(item[3], item[1], False)
+            except Exception as exc:
+                results[item[0]] = exc
+                continue
             if chunk and len(ops) + len(run_ops) > MAX_OPS:
                 yield chunk, ops, firsts
                 chunk, ops, firsts = [], [], []
@@ -279,26 +298,52 @@ class Ledger:
         return [
             Op(
                 "upsert",
-                f"{OUTBOX}{sink}|{event_id}",
-                {"event": json.dumps(event), "attempts": 0, "next_at": "", "sink": sink},
+                f"{OUTBOX}{DUE_NOW}|{sink}|{event_id}",
+                {"event": _event_text(record, event), "attempts": 0, "next_at": "", "sink": sink},
             )
             for sink, event_id, event in self.announce(record)
         ]
 
-    def outbox(self) -> list[Entity]:
-        """Announcements not yet delivered: one range query (grows with those only)."""
-        return self.table.query(OUTBOX)
+    def outbox(self, due_by: str | None = None, limit: int | None = None) -> list[Entity]:
+        """Announcements not yet delivered, soonest due first; given ``due_by`` (an ISO time),
+        only those due by then: one range query that grows with those only."""
+        below = f"{OUTBOX}{due_by}~" if due_by else None  # "~" sorts after "|" and digits
+        return self.table.query(OUTBOX, limit, below=below)
 
     def outbox_delivered(self, entry: Entity) -> None:
         """Drop a delivered announcement (unless someone else changed it meanwhile)."""
         with suppress(ETagMismatch):
             self.table.transact([Op("delete", entry.row, etag=entry.etag)])
 
-    def outbox_later(self, entry: Entity, attempts: int, next_at: str, error: str) -> None:
-        """Keep an announcement whose sink failed, for another try at ``next_at``."""
+    def outbox_later(
+        self, entry: Entity, attempts: int, next_at: str, error: str, failing_since: str = ""
+    ) -> Entity | None:
+        """Move an announcement to be due at ``next_at`` (its sink failed, or a send is about to
+        start); the row as moved, or None if someone else moved or sent it meanwhile."""
         props = {**entry.props, "attempts": attempts, "next_at": next_at, "error": error[:500]}
+        if failing_since:
+            props["failing_since"] = failing_since
+        moved = f"{OUTBOX}{next_at}|{_outbox_name(entry.row)}"
+        try:
+            etags = self.table.transact(
+                [Op("delete", entry.row, etag=entry.etag), Op("upsert", moved, props)]
+            )
+        except ETagMismatch:
+            return None
+        return Entity(moved, props, etags[1])
+
+    def outbox_dead(self, entry: Entity, error: str, at: str) -> None:
+        """Move an announcement that will never be delivered to its ``dead|`` row, with why."""
+        props = {**entry.props, "error": error[:500], "dead_at": at}
+        dead = f"{DEAD}{_outbox_name(entry.row)}"
         with suppress(ETagMismatch):
-            self.table.transact([Op("replace", entry.row, props, etag=entry.etag)])
+            self.table.transact(
+                [Op("delete", entry.row, etag=entry.etag), Op("upsert", dead, props)]
+            )
+
+    def dead_letters(self) -> list[Entity]:
+        """Announcements dead-lettered: kept for people to read and replay."""
+        return self.table.query(DEAD)
 
     def active(self) -> list[Stored | DamagedRun]:
         """Runs not yet terminal, oldest id first: one range query."""
@@ -324,6 +369,18 @@ class Ledger:
     def records(self) -> list[RunRecord]:
         """Every run's record (costs O(history): for tests and tools, never a trigger)."""
         return [_record(entity) for entity in self.table.query(RUN)]
+
+
+def _outbox_name(row: str) -> str:
+    """``<sink>|<event id>`` of an outbox row."""
+    return row.removeprefix(OUTBOX).partition("|")[2]
+
+
+def _event_text(record: RunRecord, event: dict[str, Any]) -> str:
+    try:
+        return dumps(event, max_chars=TABLE_PROPERTY_CHARS)
+    except Unencodable as exc:
+        raise Unencodable(f"run {record.run_id}: event {exc}") from None
 
 
 def _attempt(

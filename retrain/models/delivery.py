@@ -60,15 +60,26 @@ class ModelBook:
         return _champion(self.name, entity) if entity else None
 
     def versions(self, limit: int) -> list[dict[str, Any]]:
-        """The newest ``limit`` registered versions, newest first (one range query)."""
-        rows = self.table.query(f"{MODEL}{self.name}|", limit=limit)
-        return [_version(entity) for entity in rows]
+        """The newest ``limit`` registered versions, newest first (one range query); a row that
+        cannot be shown is left out, with a warning naming it (``listing`` counts them)."""
+        return [v for v in self._versions(limit) if v is not None]
+
+    def _versions(self, limit: int) -> list[dict[str, Any] | None]:
+        shown: list[dict[str, Any] | None] = []
+        for entity in self.table.query(f"{MODEL}{self.name}|", limit=limit):
+            try:
+                shown.append(_version(entity))
+            except ValueError as exc:
+                log.warning("models: skipped the damaged row %s: %s", entity.row, exc)
+                shown.append(None)
+        return shown
 
     def listing(self, limit: int) -> dict[str, Any]:
         """What ``GET /api/models`` and ``python -m retrain models`` show: the newest versions,
         each flagged if champion, and the champion."""
         champion = self.champion()
-        versions = self.versions(limit)
+        found = self._versions(limit)
+        versions = [v for v in found if v is not None]
         for version in versions:
             version["champion"] = champion is not None and version["version"] == champion.version
         return {
@@ -76,6 +87,7 @@ class ModelBook:
             "champion": champion.to_dict() if champion else None,
             "versions": versions,
             "count": len(versions),
+            "skipped": len(found) - len(versions),  # damaged rows, each logged
         }
 
     def mark_tagged(self, champion: Champion, error: str | None = None) -> None:
@@ -260,15 +272,23 @@ def _champion(name: str, entity: Entity) -> Champion:
 
 
 def _version(entity: Entity) -> dict[str, Any]:
+    """A ``model|`` row as listed; ValueError if a field holds what this service never writes."""
     props = entity.props
+
+    def text(name: str) -> str | None:
+        value = props.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name} is a {type(value).__name__}, not text")
+        return value or None
+
     return {
-        "version": str(props.get("version", "")),
-        "run_id": str(props.get("run_id", "")),
+        "version": text("version") or "",
+        "run_id": text("run_id") or "",
         "accuracy": accuracy_of(props),
-        "registered_at": props.get("registered_at") or None,
-        "job_name": props.get("job_name") or None,
-        "data_asset": props.get("data_asset") or None,
-        "promoted": bool(props.get("promoted")),
-        "reason": props.get("reason") or None,
-        "champion_before": props.get("champion_before") or None,
+        "registered_at": text("registered_at"),
+        "job_name": text("job_name"),
+        "data_asset": text("data_asset"),
+        "promoted": props.get("promoted") is True,  # never the string "false"
+        "reason": text("reason"),
+        "champion_before": text("champion_before"),
     }

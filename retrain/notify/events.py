@@ -6,12 +6,12 @@ bytes. ``body`` is the one serialization: what is signed, sent and stored.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from ..clock import iso, utcnow
+from ..ledger.encoding import dumps
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/cloudevents+json"  # structured mode, one event per request
@@ -73,4 +73,4 @@ def body(event: Mapping[str, Any]) -> bytes:
 
     The same event always gives the same bytes, so a redelivery carries the same signature.
     """
-    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return dumps(event, sort_keys=True).encode()

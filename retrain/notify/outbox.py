@@ -1,15 +1,21 @@
 """Run notifications through an outbox: every terminal transition, and every promotion of a
 run's model to champion, is announced once per sink.
 
-The announcement (a CloudEvent, see ``notify/``) is written as an ``outbox|<sink>|<event id>``
+The announcement (a CloudEvent, see ``notify/``) is written as an ``outbox|0|<sink>|<event id>``
 row in the very transaction that makes the run terminal, so it can be neither lost (the
 transition and its announcement are stored together or not at all) nor doubled (a run turns
 terminal once; redelivered triggers and repeated sweeps find it terminal and write nothing).
-Each sweep tick then delivers what is due: a delivered row is deleted; a sink that fails keeps
-its row for another try with backoff (30 s, doubling, at most an hour), so a receiver that is
-down delays its events and never loses them. Delivery is at least once: if a row cannot be
-deleted after its event went out, the event is sent again, under the same id, for the receiver
-to drop.
+Rows are keyed by when they are due (``0``: at once), so each sweep tick reads only those
+due, in one range query. Before each send the row is moved ``SEND_LEASE`` later, so a tick
+killed mid-send leaves it behind the others and a second host does not send it too. A
+delivered row is deleted; a sink that fails moves its row for another try with backoff
+(30 s, doubling, at most an hour), so a receiver that is down delays its events and never
+loses them. An event the receiver refuses for good (a 4xx
+other than 401/403/408/429, a redirect), one that cannot be sent at all, or one still undelivered
+``MAX_AGE`` after its first failure is dead-lettered: moved to a ``dead|<sink>|<event id>`` row with
+its reason (kept, counted, logged), so it never blocks the others or fails the timer.
+Delivery is at least once: if a row cannot be deleted after its event went out, the event is
+sent again, under the same id, for the receiver to drop.
 """
 
 from __future__ import annotations
@@ -22,16 +28,19 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..clock import iso, parse_time
-from ..errors import RetrainError
+from ..errors import ConfigurationError, PermanentError, TransientError
 from ..ledger.records import RunRecord
 
 if TYPE_CHECKING:
     from ..ledger.runs import Ledger
     from ..settings import Settings
+    from ..storage import Entity
     from .sinks import Sink
 
 BACKOFF_S = 30
 BACKOFF_MAX_S = 3600
+SEND_LEASE = timedelta(minutes=15)  # a send in flight: its row is due again after this
+MAX_AGE = timedelta(days=7)  # an event still undelivered this long after its run ended is dead
 
 
 def sink_names(settings: Settings) -> list[str]:
@@ -88,20 +97,16 @@ class Delivery:
 
     sent: int = 0
     retrying: int = 0  # failed now, kept for a later try
-    waiting: int = 0  # not due yet
     dropped: int = 0  # its sink is no longer configured, or its row is damaged
+    dead: int = 0  # refused for good, unsendable, or past MAX_AGE: kept as a dead| row
     lines: list[tuple[int, str]] = field(default_factory=list)
 
 
 def deliver(ledger: Ledger, sinks: Mapping[str, Sink], now: datetime) -> Delivery:
     """Send every announcement that is due to its sink."""
     done = Delivery()
-    for entry in ledger.outbox():
-        props = entry.props
-        due = _time(props.get("next_at"))
-        if due is not None and due > now:
-            done.waiting += 1
-            continue
+    for due in ledger.outbox(due_by=iso(now)):
+        props = due.props
         sink = sinks.get(str(props.get("sink")))
         try:
             event = json.loads(props["event"])
@@ -109,26 +114,57 @@ def deliver(ledger: Ledger, sinks: Mapping[str, Sink], now: datetime) -> Deliver
             event = None
         if sink is None or not isinstance(event, dict):
             why = "its sink is no longer configured" if event else "its row is damaged"
-            done.lines.append((logging.WARNING, f"notify: dropped {entry.row}: {why}"))
-            ledger.outbox_delivered(entry)
+            done.lines.append((logging.WARNING, f"notify: dropped {due.row}: {why}"))
+            ledger.outbox_delivered(due)
             done.dropped += 1
             continue
+        # Moved back before the send: a tick killed mid-send leaves it behind the others, and
+        # a host sweeping at the same time does not send it too.
+        attempts_so_far = int(props.get("attempts") or 0)
+        lease = iso(now + SEND_LEASE) or ""
+        entry = ledger.outbox_later(due, attempts_so_far, lease, str(props.get("error") or ""))
+        if entry is None:
+            continue  # another host moved or sent it
         try:
             sink.send(event)
-        except RetrainError as exc:
-            attempts = int(props.get("attempts") or 0) + 1
+        except (TransientError, ConfigurationError) as exc:  # a fixed setting recovers it
+            attempts = attempts_so_far + 1
+            first = _time(props.get("failing_since")) or now
+            if now - first > MAX_AGE:
+                _dead(ledger, entry, event, f"{exc}; undelivered past its maximum age", now, done)
+                continue
             delay = min(BACKOFF_MAX_S, BACKOFF_S * 2 ** (attempts - 1))
             ledger.outbox_later(
-                entry, attempts, iso(now + timedelta(seconds=delay)) or "", str(exc)
+                entry,
+                attempts,
+                iso(now + timedelta(seconds=delay)) or "",
+                str(exc),
+                failing_since=iso(first) or "",
             )
             done.retrying += 1
             line = f"notify: {event.get('id')} to {sink.name}: {exc}; trying again in {delay} s"
             done.lines.append((logging.WARNING, f"{line} (attempt {attempts})"))
             continue
+        except PermanentError as exc:  # the receiver refused it for good (410, 400, 302...)
+            _dead(ledger, entry, event, str(exc), now, done)
+            continue
+        except Exception as exc:  # this event cannot be sent at all: the others still go
+            _dead(ledger, entry, event, f"cannot be sent ({type(exc).__name__})", now, done)
+            continue
         ledger.outbox_delivered(entry)
         done.sent += 1
         done.lines.append((logging.INFO, f"notify: {event.get('type')} {event.get('id')} sent"))
     return done
+
+
+def _dead(
+    ledger: Ledger, entry: Entity, event: dict[str, Any], why: str, now: datetime, done: Delivery
+) -> None:
+    """Move an announcement that will never be delivered to its dead-letter row, counted."""
+    ledger.outbox_dead(entry, why, iso(now) or "")
+    done.dead += 1
+    line = f"notify: {event.get('id')} dead-lettered: {why}"
+    done.lines.append((logging.ERROR, line))
 
 
 def _time(text: object) -> datetime | None:

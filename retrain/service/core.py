@@ -271,7 +271,12 @@ class RetrainService:
         delivery = deliver(self.ledger, self.sinks, self.clock())
         for level, line in delivery.lines:
             log.log(level, "%s", line)
-        return replace(summary, notified=delivery.sent, notify_retrying=delivery.retrying)
+        return replace(
+            summary,
+            notified=delivery.sent,
+            notify_retrying=delivery.retrying,
+            notify_dead=delivery.dead,
+        )
 
     def _sync_champion_tag(self, summary: SweepSummary) -> SweepSummary:
         """Bring the registry's champion tag up to the ledger's champion (it may have failed

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from ..backends.base import JobState, NoModelError, RunStatus
 from ..clock import iso, parse_time, utcnow
 from ..errors import CorruptDocumentError, NotFoundError
+from ..ledger.encoding import clean_metrics
 from ..ledger.records import RunRecord
 from ..ledger.runs import DamagedRun, Ledger, Stored
 
@@ -51,13 +52,14 @@ class SweepSummary:
     promoted: int = 0  # completed runs whose model became champion
     notified: int = 0  # announcements delivered
     notify_retrying: int = 0  # announcements whose sink failed: kept for a later try
+    notify_dead: int = 0  # announcements dead-lettered (refused for good, unsendable, too old)
 
     @property
     def eventful(self) -> bool:
         """Whether the tick changed anything or hit an error (worth an info-level log line)."""
         return any((self.updated, self.completed, self.failed, self.canceled, self.promoted,
                     self.resubmitted, self.damaged, self.errors, self.notified,
-                    self.notify_retrying))  # fmt: skip
+                    self.notify_retrying, self.notify_dead))  # fmt: skip
 
     def __str__(self) -> str:
         shown = {k: v for k, v in self.__dict__.items() if v or k == "active"}
@@ -213,7 +215,7 @@ class _Tick:
                 return "resubmitted", logging.INFO, f"run {record.run_id}: submitted"
             return "pending", logging.DEBUG, None
         assert record.job_name is not None
-        state = self._job_state(record.job_name)
+        state = _clean(self._job_state(record.job_name))
         now = self.clock()
         if apply_state(record, state, now) is None:
             return "unchanged", logging.DEBUG, None
@@ -229,7 +231,20 @@ class _Tick:
         return Moved(run, change, desk.completion(change, registered, problem), ended)
 
     def _job_state(self, job_name: str) -> JobState:
+        """The job's state from the backend; a job it no longer knows is Failed."""
         try:
             return self.backend().job_state(job_name)
         except NotFoundError as exc:
             return JobState(RunStatus.FAILED, "NotFound", error=f"the job is gone: {exc}")
+
+
+def _clean(state: JobState) -> JobState:
+    """``state`` with metrics that strict JSON can store: an odd ``metrics.json`` (NaN, a huge
+    number, deep nesting, a lone surrogate, megabytes) loses those entries, named in
+    ``left_out``, and its run still completes."""
+    if not state.metrics:
+        return state
+    kept, dropped = clean_metrics(state.metrics)
+    if dropped:
+        kept["left_out"] = dropped
+    return replace(state, metrics=kept)

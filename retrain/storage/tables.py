@@ -71,10 +71,13 @@ class Table:
             return None
         return _entity(found)
 
-    def query(self, prefix: str, limit: int | None = None) -> list[Entity]:
-        """Entities whose row key starts with ``prefix``, in row-key order: a range query, so its
-        cost grows with what it returns, not with the table."""
-        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    def query(
+        self, prefix: str, limit: int | None = None, *, below: str | None = None
+    ) -> list[Entity]:
+        """Entities whose row key starts with ``prefix`` (and, given ``below``, sorts before
+        it), in row-key order: a range query, so its cost grows with what it returns, not with
+        the table."""
+        end = below or prefix[:-1] + chr(ord(prefix[-1]) + 1)
         text = "PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi"
         params = {"p": PARTITION, "lo": prefix, "hi": end}
         found: list[Entity] = []

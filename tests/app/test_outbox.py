@@ -21,7 +21,8 @@ from apphelpers import (
 from receivers import Receiver
 
 from retrain.backends.base import JobState, RunStatus
-from retrain.errors import TransientError
+from retrain.clock import iso
+from retrain.errors import PermanentError, TransientError
 from retrain.service import core as service_module
 from retrain.service.core import RetrainService
 
@@ -161,3 +162,82 @@ def test_a_loopback_webhook_gets_each_transition_once_signed_even_after_being_do
         "application/cloudevents+json"
     }
     assert svc.ledger.outbox() == []
+
+
+@dataclass
+class PickySink(RecordingSink):
+    """A sink that refuses for good (as a 410 does) or breaks (as an unsendable body does) on
+    the events of the runs it is told to."""
+
+    refuse: set[str] = field(default_factory=set)
+    breaks: set[str] = field(default_factory=set)
+
+    def send(self, event: dict[str, Any]) -> None:
+        if event["subject"] in self.refuse:
+            raise PermanentError("the webhook answered 410")
+        if event["subject"] in self.breaks:
+            raise UnicodeEncodeError("utf-8", "x", 0, 1, "surrogates not allowed")
+        super().send(event)
+
+
+def test_a_refused_or_unsendable_event_is_dead_lettered_and_blocks_no_other(
+    notifying, store, backend
+):
+    refused, broken, fine = submitted_runs(notifying, store, 3)
+    picky = PickySink(refuse={refused.run_id}, breaks={broken.run_id})
+    notifying._sinks = {picky.name: picky}
+    for run in (refused, broken, fine):
+        backend.states[run.job_name] = JobState(RunStatus.CANCELED, "Canceled")
+    summary = notifying.sweep()  # the timer does not fail
+    assert summary.notified == 1 and summary.notify_dead == 2 and summary.notify_retrying == 0
+    assert [e["subject"] for e in picky.events] == [fine.run_id]
+    assert notifying.ledger.outbox() == []  # never tried again
+    dead = {e.props["sink"]: e for e in notifying.ledger.dead_letters()}
+    reasons = sorted(e.props["error"] for e in notifying.ledger.dead_letters())
+    assert len(reasons) == 2 and "UnicodeEncodeError" in reasons[0] and "410" in reasons[1]
+    assert set(dead) == {"webhook"} and all(e.props["dead_at"] for e in dead.values())
+    assert notifying.sweep().notify_dead == 0
+
+
+def test_an_event_undelivered_past_its_maximum_age_is_dead_lettered(
+    notifying, store, backend, sink, clock
+):
+    [run] = submitted_runs(notifying, store, 1)
+    backend.states[run.job_name] = JobState(RunStatus.CANCELED, "Canceled")
+    sink.down = True
+    assert notifying.sweep().notify_retrying == 1
+    clock.now += timedelta(days=8)
+    summary = notifying.sweep()
+    assert summary.notify_dead == 1 and summary.notify_retrying == 0
+    [dead] = notifying.ledger.dead_letters()
+    assert "maximum age" in dead.props["error"] and notifying.ledger.outbox() == []
+
+
+def test_a_tick_reads_only_the_rows_that_are_due(notifying, store, backend, sink, clock):
+    runs = submitted_runs(notifying, store, 3)
+    for run in runs:
+        backend.states[run.job_name] = JobState(RunStatus.CANCELED, "Canceled")
+    sink.down = True
+    assert notifying.sweep().notify_retrying == 3
+    now = iso(clock.now)
+    assert len(notifying.ledger.outbox()) == 3  # all of them are kept
+    assert notifying.ledger.outbox(due_by=now) == []  # none is due: none is read
+    later = iso(clock.now + timedelta(seconds=31))
+    assert len(notifying.ledger.outbox(due_by=later)) == 3
+
+
+def test_a_send_killed_midway_does_not_leave_its_row_first_in_line(notifying, store, backend):
+    [run] = submitted_runs(notifying, store, 1)
+    backend.states[run.job_name] = JobState(RunStatus.CANCELED, "Canceled")
+
+    @dataclass
+    class Killed(RecordingSink):
+        def send(self, event: dict[str, Any]) -> None:
+            raise KeyboardInterrupt  # the host stops the tick mid-send
+
+    notifying._sinks = {"webhook": Killed()}
+    with pytest.raises(KeyboardInterrupt):
+        notifying.sweep()
+    [row] = notifying.ledger.outbox()
+    assert row.props["next_at"] > iso(notifying.clock())  # moved back before the send
+    assert notifying.ledger.outbox(due_by=iso(notifying.clock())) == []

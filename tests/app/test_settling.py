@@ -99,3 +99,18 @@ def test_a_bad_settle_message_is_logged_and_dropped(settling, body, caplog):
     function("settle_batch")(func.QueueMessage(id="m1", body=body))
     assert "settle_batch" in caplog.text and ("message" in caplog.text or "source" in caplog.text)
     assert records(settling) == []
+
+
+@pytest.mark.parametrize("hostile", ["deep", "surrogate"])
+def test_a_hostile_settle_message_is_logged_and_dropped_never_poisoned(settling, hostile, caplog):
+    import azure.functions as func
+    from apphelpers import function
+
+    container = settling.settings.landing_container
+    body = {
+        "deep": b"[" * 100_000 + b"]" * 100_000,
+        "surrogate": b'{"source": "%s/b\\udc80"}' % container.encode(),
+    }[hostile]
+    function("settle_batch")(func.QueueMessage(id="m1", body=body))  # raises nothing
+    assert "settle_batch" in caplog.text and ("message" in caplog.text or "source" in caplog.text)
+    assert records(settling) == []
