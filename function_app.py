@@ -5,17 +5,15 @@ Each function turns its trigger into one call into ``retrain.service`` and answe
 - ``landing_blob``   blob trigger on ``%LANDING_CONTAINER%/{batch}/{file}`` (connection
                      ``DataStorage``), bound as a ``BlobClient`` (SDK-type binding: the host
                      sends the blob's names, never its bytes): one run per settled content.
-- ``settle_batch``   queue trigger on ``%SETTLE_QUEUE%``: the delayed re-check of a batch that
-                     was still changing.
+- ``settle_batch``   queue trigger on ``%SETTLE_QUEUE%``: re-checks a batch still changing.
 - ``start_retrain``  ``POST /api/retrain``: the webhook; 202 with the run id and status URL.
 - ``get_run``        ``GET /api/retrain/{run_id}``: one run record.
 - ``list_runs``      ``GET /api/retrain``: recent runs, newest first.
 - ``list_models``    ``GET /api/models``: registered model versions, newest first; the champion.
 - ``sweep_runs``     timer on ``%SWEEP_SCHEDULE%``: records how active runs ended.
 
-Importing builds no SDK client and imports neither azure.ai.ml nor torch: the host indexes the app
-fast, and the service is built from app settings on first use. The blob extension is imported
-here because the worker reads the trigger's annotation to choose the SDK-type binding.
+Importing builds no SDK client and imports neither azure.ai.ml nor torch; the service is built on
+first use. The blob extension is imported: the worker reads the annotation to bind a BlobClient.
 """
 
 from __future__ import annotations

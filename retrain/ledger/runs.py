@@ -11,7 +11,7 @@
                                  ``GET /api/retrain`` is one range query of ``limit`` rows
     outbox|<due>|<sink>|<id>     an announcement of a terminal transition still to deliver to
                                  a notification sink, written in the transition's own
-                                 transaction (never lost), deleted once delivered (see outbox.py);
+                                 transaction (never lost), deleted once delivered (outbox_rows.py);
                                  ``<due>`` ("0": at once, else an ISO time) orders the rows by
                                  when they are due, so a tick reads only those that are
     dead|<sink>|<event id>       an announcement that will never be delivered, with its reason
@@ -40,7 +40,6 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -48,16 +47,16 @@ from ..clock import later_than, parse_time, utcnow
 from ..errors import CorruptDocumentError, NotFoundError, TransientError
 from ..storage import AlreadyExists, Entity, ETagMismatch, StorageAccount, Table
 from ..storage.tables import Op
-from .encoding import TABLE_PROPERTY_CHARS, Unencodable, dumps
+from .encoding import Unencodable, dumps
+from .outbox_rows import Announce, OutboxRows
 from .records import RunRecord
 
 log = logging.getLogger(__name__)
 
-RUN, ACTIVE, RECENT, OUTBOX, DEAD = "run|", "active|", "recent|", "outbox|", "dead|"
+RUN, ACTIVE, RECENT = "run|", "active|", "recent|"
 UPDATE_ATTEMPTS = 16  # ETag races to lose before giving up (TransientError: the host retries)
 MAX_OPS = 100  # operations an entity-group transaction may hold (3 rows a run, plus its outbox)
 TRANSACTIONS_IN_FLIGHT = 3  # write_many's concurrent transactions
-DUE_NOW = "0"  # an outbox row due at once: sorts before every ISO time
 INVERT_MS = 10**13  # recent| keys sort newest first until the year 2286
 MAX_RECORD_CHARS = 30_000  # below a Table property's 32K: its outbox event wraps it
 
@@ -78,8 +77,6 @@ class Stored:
 Change = Callable[[RunRecord], RunRecord | None]  # the new record, or None: leave it
 Written = tuple[Stored, bool]  # the record now stored, and whether this call changed it
 Pending = tuple[int, Stored, Change, RunRecord]  # write_many: (index, as read, change, new)
-# What to announce when a run turns terminal: (sink name, event id, event) for each sink.
-Announce = Callable[[RunRecord], list[tuple[str, str, dict[str, Any]]]]
 
 
 @dataclass(frozen=True)
@@ -122,7 +119,7 @@ def _record(entity: Entity) -> RunRecord:
         ) from None
 
 
-class Ledger:
+class Ledger(OutboxRows):
     """Run records in one table (``RUNS_TABLE``) of the DataStorage account."""
 
     def __init__(
@@ -293,58 +290,6 @@ class Ledger:
         ops = _write_ops(new, guard, missing_active)
         return ops + self._outbox_ops(new) if new.terminal else ops
 
-    def _outbox_ops(self, record: RunRecord) -> list[Op]:
-        """The run's announcements, due at once (``next_at`` empty)."""
-        return [
-            Op(
-                "upsert",
-                f"{OUTBOX}{DUE_NOW}|{sink}|{event_id}",
-                {"event": _event_text(record, event), "attempts": 0, "next_at": "", "sink": sink},
-            )
-            for sink, event_id, event in self.announce(record)
-        ]
-
-    def outbox(self, due_by: str | None = None, limit: int | None = None) -> list[Entity]:
-        """Announcements not yet delivered, soonest due first; given ``due_by`` (an ISO time),
-        only those due by then: one range query that grows with those only."""
-        below = f"{OUTBOX}{due_by}~" if due_by else None  # "~" sorts after "|" and digits
-        return self.table.query(OUTBOX, limit, below=below)
-
-    def outbox_delivered(self, entry: Entity) -> None:
-        """Drop a delivered announcement (unless someone else changed it meanwhile)."""
-        with suppress(ETagMismatch):
-            self.table.transact([Op("delete", entry.row, etag=entry.etag)])
-
-    def outbox_later(
-        self, entry: Entity, attempts: int, next_at: str, error: str, failing_since: str = ""
-    ) -> Entity | None:
-        """Move an announcement to be due at ``next_at`` (its sink failed, or a send is about to
-        start); the row as moved, or None if someone else moved or sent it meanwhile."""
-        props = {**entry.props, "attempts": attempts, "next_at": next_at, "error": error[:500]}
-        if failing_since:
-            props["failing_since"] = failing_since
-        moved = f"{OUTBOX}{next_at}|{_outbox_name(entry.row)}"
-        try:
-            etags = self.table.transact(
-                [Op("delete", entry.row, etag=entry.etag), Op("upsert", moved, props)]
-            )
-        except ETagMismatch:
-            return None
-        return Entity(moved, props, etags[1])
-
-    def outbox_dead(self, entry: Entity, error: str, at: str) -> None:
-        """Move an announcement that will never be delivered to its ``dead|`` row, with why."""
-        props = {**entry.props, "error": error[:500], "dead_at": at}
-        dead = f"{DEAD}{_outbox_name(entry.row)}"
-        with suppress(ETagMismatch):
-            self.table.transact(
-                [Op("delete", entry.row, etag=entry.etag), Op("upsert", dead, props)]
-            )
-
-    def dead_letters(self) -> list[Entity]:
-        """Announcements dead-lettered: kept for people to read and replay."""
-        return self.table.query(DEAD)
-
     def active(self) -> list[Stored | DamagedRun]:
         """Runs not yet terminal, oldest id first: one range query."""
         found: list[Stored | DamagedRun] = []
@@ -369,18 +314,6 @@ class Ledger:
     def records(self) -> list[RunRecord]:
         """Every run's record (costs O(history): for tests and tools, never a trigger)."""
         return [_record(entity) for entity in self.table.query(RUN)]
-
-
-def _outbox_name(row: str) -> str:
-    """``<sink>|<event id>`` of an outbox row."""
-    return row.removeprefix(OUTBOX).partition("|")[2]
-
-
-def _event_text(record: RunRecord, event: dict[str, Any]) -> str:
-    try:
-        return dumps(event, max_chars=TABLE_PROPERTY_CHARS)
-    except Unencodable as exc:
-        raise Unencodable(f"run {record.run_id}: event {exc}") from None
 
 
 def _attempt(
