@@ -3,11 +3,14 @@ against the fake: what a submission sends before and after they exist, races, re
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+import amlhelpers
 import pytest
 from amlhelpers import aml_settings, point_client_at
 from fake_azureml import WORKSPACE_PATH, FakeAzureML
@@ -120,6 +123,7 @@ def test_two_hosts_racing_on_a_fresh_workspace_register_one_version_each(cold_pr
     hosts = [
         subprocess.Popen(
             [sys.executable, str(script), cold_process.url, cold_process.ca_file, f"race-{i}"],
+            env={**os.environ, "AMLHOST_STORAGE": json.dumps(amlhelpers.STORAGE)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
