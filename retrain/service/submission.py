@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from .. import keys
 from ..backends.base import BlobRef, DataAsset, LandingBatch, RunStatus, SubmitRequest
 from ..clock import iso, parse_time
-from ..errors import PermanentError, TransientError
+from ..errors import ConfigurationError, PermanentError, TransientError
 from ..ledger.records import RunRecord
 from ..ledger.runs import Ledger, Stored
 from ..settings import Settings
@@ -98,6 +98,8 @@ class Launcher:
         record = claimed.record
         try:
             submission = self.backend().submit(self._submit_request(record))
+        except ConfigurationError:
+            raise  # the app's fault, not the run's: the host retries, then parks it for replay
         except PermanentError as exc:
             log.error("run %s: submission failed: %s", record.run_id, exc)
             reason = str(exc)

@@ -17,6 +17,7 @@ from apphelpers import (
     idx_images,
     idx_labels,
     records,
+    timer_tick,
     upload,
 )
 from azure.core.pipeline.transport import RequestsTransport
@@ -200,6 +201,30 @@ def test_a_claim_whose_holder_died_is_completed_by_a_later_delivery(service, sto
     assert len(backend.submits) == 2 and len(backend.jobs) == 1
     [run] = records(service)
     assert run.submitted_at is not None and run.claimed_at is None
+
+
+def test_a_bad_setting_found_at_submission_raises_and_leaves_the_run_to_replay(
+    service, store, backend
+):
+    """A missing compute or workspace is the app's fault, not the batch's: the event raises (the
+    host retries, then parks it for replay) and the run is not recorded Failed, so once the
+    setting is fixed the next sweep tick submits it."""
+    from retrain.errors import ConfigurationError
+
+    backend.submit_errors.append(ConfigurationError("AZUREML_GPU_COMPUTE: no compute gpu-x"))
+    paths = upload(store, service.settings.landing_container, "batch-cfg", batch_files())
+
+    with pytest.raises(ConfigurationError, match="AZUREML_GPU_COMPUTE"):
+        blob_event(store, paths[0])
+    [claimed] = records(service)
+    assert not claimed.terminal and claimed.reason is None
+    assert claimed.submitted_at is None and claimed.claimed_at is None  # the claim was released
+
+    timer_tick()  # the setting is fixed: the next sweep submits it (as a replay would)
+    [run] = records(service)
+    assert run.status is RunStatus.SUBMITTED and len(backend.jobs) == 1
+    blob_event(store, paths[0])  # the replayed event finds it submitted
+    assert len(backend.submits) == 2 and len(backend.jobs) == 1
 
 
 def test_storage_outage_is_transient(settings, backend):
