@@ -43,7 +43,8 @@ def _check(value: object, path: str, depth: int) -> None:
             if not isinstance(key, str):
                 raise Unencodable(f"{path}: a key that is not a string")
             _text(key, path)
-            _check(item, f"{path}.{key[:40]}", depth + 1)
+            shown = key[:40].encode("unicode_escape").decode("ascii")  # one line, any key
+            _check(item, f"{path}.{shown}", depth + 1)
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
             _check(item, f"{path}[{i}]", depth + 1)
