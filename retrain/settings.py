@@ -18,6 +18,7 @@ from .errors import ConfigurationError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("local", "azureml")
+MAX_SWEEP_BUDGET_S = 480  # host.json functionTimeout (600 s) less 2 minutes for writes and sends
 
 
 def blob_trigger_source(env: Mapping[str, str]) -> Any:  # -> azure.functions.BlobSource
@@ -59,6 +60,29 @@ def _float(env: Mapping[str, str], name: str, default: float | None) -> float | 
         raise ConfigurationError(f"{name}: expected a finite number, got {raw!r}")
     if value <= 0:
         raise ConfigurationError(f"{name}: must be positive, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes", "on"):
+        return True
+    if raw in ("false", "0", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name}: expected true or false, got {raw!r}")
+
+
+def _budget(env: Mapping[str, str]) -> int:
+    """``SWEEP_BUDGET_SECONDS``: a tick stops reading job states after this long, leaving time
+    for its writes and notifications inside host.json's 10-minute ``functionTimeout``."""
+    value = _int(env, "SWEEP_BUDGET_SECONDS", Settings.sweep_budget_s)
+    if value > MAX_SWEEP_BUDGET_S:
+        raise ConfigurationError(
+            f"SWEEP_BUDGET_SECONDS: at most {MAX_SWEEP_BUDGET_S} (host.json's functionTimeout "
+            f"is 600 s and the tick still writes and notifies after it), got {value}"
+        )
     return value
 
 
@@ -175,6 +199,9 @@ class Settings:
 
     sweep_schedule: str = "0 */5 * * * *"
     sweep_concurrency: int = 8
+    sweep_budget_s: int = 240  # reading job states stops here; the rest waits for the next tick
+    max_active_runs: int = 4  # runs Submitted or Running at once; more wait Queued (0: no cap)
+    job_events: bool = False  # the job_events function records Azure ML's RunStatusChanged
 
     # Notifications (each sink optional): a signed webhook, an Event Grid topic.
     notify_webhook_url: str | None = None
@@ -241,6 +268,9 @@ class Settings:
             seed=_int(env, "TRAIN_SEED", cls.seed, minimum=0),
             sweep_schedule=env.get("SWEEP_SCHEDULE", "").strip() or cls.sweep_schedule,
             sweep_concurrency=_int(env, "SWEEP_CONCURRENCY", cls.sweep_concurrency),
+            sweep_budget_s=_budget(env),
+            max_active_runs=_int(env, "MAX_ACTIVE_RUNS", cls.max_active_runs, minimum=0),
+            job_events=_bool(env, "JOB_EVENTS", cls.job_events),
             notify_webhook_url=webhook,
             notify_webhook_secret=secret,
             notify_eventgrid_endpoint=_url(env, "NOTIFY_EVENTGRID_ENDPOINT"),

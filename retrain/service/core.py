@@ -264,6 +264,7 @@ class RetrainService:
             resume=self.launcher.resume,
             clock=self.clock,
             models=lambda: self.models,
+            budget_s=self.settings.sweep_budget_s,
         )
         summary = self._sync_champion_tag(summary)
         if not sink_names(self.settings):

@@ -3,9 +3,13 @@
 A tick costs O(active runs), not O(history): one range query of the ledger's active rows (each
 carries the whole record), one job-state read per run, and for the runs whose job moved, their
 guarded writes, up to 33 runs to a transaction. Job states are read concurrently (at most
-``SWEEP_CONCURRENCY`` at a time); one run's error is counted, and that run is simply checked again
-on the next tick. Terminal statuses (Completed with the score metrics, Failed with the reason,
-Canceled) are written once: the ledger never changes a terminal record.
+``SWEEP_CONCURRENCY`` at a time), and each run's result is written as its read returns (the reads
+that end within ``WAVE_S`` of each other share transactions), so one slow read delays no other
+run's record. A tick stops reading after ``SWEEP_BUDGET_SECONDS`` (below host.json's 10-minute
+``functionTimeout``): the runs whose reads are still out are counted ``carried`` and checked again
+on the next tick. One run's error is counted, and that run is simply checked again on the next
+tick. Terminal statuses (Completed with the score metrics, Failed with the reason, Canceled) are
+written once: the ledger never changes a terminal record.
 
 The worker threads only return what they did; every log line is written from the invocation's own
 thread, because the Functions host drops log lines that carry no invocation id.
@@ -14,9 +18,10 @@ thread, because the Functions host drops log lines that carry no invocation id.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -34,6 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+WAVE_S = 0.1  # reads ending this close together are written together (fewer transactions)
+
 
 @dataclass(frozen=True)
 class SweepSummary:
@@ -49,6 +56,7 @@ class SweepSummary:
     pending: int = 0  # a submission in flight elsewhere
     damaged: int = 0  # a run whose record cannot be read (skipped; logged)
     errors: int = 0  # checked again next tick
+    carried: int = 0  # job-state reads still out when the tick's budget ran out: next tick
     promoted: int = 0  # completed runs whose model became champion
     notified: int = 0  # announcements delivered
     notify_retrying: int = 0  # announcements whose sink failed: kept for a later try
@@ -58,7 +66,7 @@ class SweepSummary:
     def eventful(self) -> bool:
         """Whether the tick changed anything or hit an error (worth an info-level log line)."""
         return any((self.updated, self.completed, self.failed, self.canceled, self.promoted,
-                    self.resubmitted, self.damaged, self.errors, self.notified,
+                    self.resubmitted, self.damaged, self.errors, self.carried, self.notified,
                     self.notify_retrying, self.notify_dead))  # fmt: skip
 
     def __str__(self) -> str:
@@ -104,16 +112,38 @@ def sweep(
     resume: Callable[[RunRecord], bool],
     clock: Callable[[], datetime] = utcnow,
     models: Callable[[], ModelDesk | None] = lambda: None,
+    budget_s: float = 240.0,
 ) -> SweepSummary:
     """One tick over the active runs. ``backend`` is called only if there is a run to check;
     ``resume`` submits a run whose claim is free or expired (True if it did); ``models``, when
-    the backend has a registry, registers each completed run's model and decides promotion."""
+    the backend has a registry, registers each completed run's model and decides promotion.
+    Reads still out after ``budget_s`` seconds are left to the next tick (``carried``)."""
     runs = ledger.active()
     if not runs:
         return SweepSummary()
     tick = _Tick(ledger, backend, resume, clock, models)
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(runs)))) as pool:
-        checked = list(pool.map(tick.check, runs))
+    deadline = time.monotonic() + budget_s
+    pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(runs))))
+    pending: set[Future[Result | Moved]] = {pool.submit(tick.check, run) for run in runs}
+    results: list[Result] = []
+    try:
+        while pending:
+            done, pending = wait(pending, _left(deadline), return_when=FIRST_COMPLETED)
+            if not done:
+                break  # the budget is spent: what is still out is carried to the next tick
+            more, pending = wait(pending, min(WAVE_S, _left(deadline)))
+            results += record_checked(ledger, [f.result() for f in done | more], "sweep")
+    finally:  # a hanging read keeps only its own thread; queued reads are dropped
+        pool.shutdown(wait=False, cancel_futures=True)
+    counts = Counter(outcome for outcome, _, _ in results if outcome)  # "": a log line only
+    return SweepSummary(active=len(runs), carried=len(pending), **counts)
+
+
+def record_checked(ledger: Ledger, checked: Iterable[Result | Moved], path: str) -> list[Result]:
+    """Write what checking some runs found (the moved runs together, each completion with a
+    model in its own transaction) and log it, from the caller's thread, naming the ``path``
+    (the sweep, or a job event) that recorded it."""
+    checked = list(checked)
     moved = [item for item in checked if isinstance(item, Moved) and item.completion is None]
     written = ledger.write_many([(m.run, m.change) for m in moved])
     results = [item for item in checked if not isinstance(item, Moved)]
@@ -125,9 +155,12 @@ def sweep(
         results += _completed(ledger, m)
     for _, level, message in results:
         if message:
-            log.log(level, "sweep: %s", message)
-    counts = Counter(outcome for outcome, _, _ in results if outcome)  # "": a log line only
-    return SweepSummary(active=len(runs), **counts)
+            log.log(level, "%s: %s", path, message)
+    return results
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
 
 
 Result = tuple[str, int, str | None]  # (summary field or "", log level, log line or None)
