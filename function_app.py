@@ -2,18 +2,16 @@
 
 Each function turns its trigger into one call into ``retrain.service`` and answers:
 
-- ``landing_blob``   blob trigger on ``%LANDING_CONTAINER%/{batch}/{file}`` (connection
-                     ``DataStorage``), bound as a ``BlobClient`` (SDK-type binding: the host
-                     sends the blob's names, never its bytes): one run per settled content.
+- ``landing_blob``   blob trigger on ``%LANDING_CONTAINER%/{batch}/{file}``, SDK-type: names only.
 - ``settle_batch``   queue trigger on ``%SETTLE_QUEUE%``: re-checks a batch still changing.
 - ``start_retrain``  ``POST /api/retrain``: the webhook; 202 with the run id and status URL.
-- ``get_run``        ``GET /api/retrain/{run_id}``: one run record.
-- ``list_runs``      ``GET /api/retrain``: recent runs, newest first.
+- ``get_run``, ``list_runs``  ``GET /api/retrain/{run_id}``, ``GET /api/retrain``: records.
 - ``list_models``    ``GET /api/models``: registered model versions, newest first; the champion.
-- ``sweep_runs``     timer on ``%SWEEP_SCHEDULE%``: records how active runs ended.
+- ``sweep_runs``     timer on ``%SWEEP_SCHEDULE%``: records how active runs stand.
+- ``job_events``     Event Grid trigger: Azure ML's RunStatusChanged, recorded within seconds.
 
-Importing builds no SDK client and imports neither azure.ai.ml nor torch; the service is built on
-first use. The blob extension is imported: the worker reads the annotation to bind a BlobClient.
+Importing builds no SDK client, nor imports azure.ai.ml or torch (the service is built on first
+use); the blob extension is: the worker reads the annotation to bind a BlobClient.
 """
 
 from __future__ import annotations
@@ -29,7 +27,8 @@ from retrain.backends import require_local_packages
 from retrain.errors import ConfigurationError, PermanentError
 from retrain.landing.decisions import parse_limit, parse_retrain_request, parse_run_id
 from retrain.service.core import Outcome, get_service
-from retrain.service.http_api import json_errors, respond, started
+from retrain.service.http_api import documents, json_errors, listing, respond, started
+from retrain.service.job_events import handle_job_event
 from retrain.settings import blob_trigger_source
 
 log = logging.getLogger("function_app")
@@ -53,12 +52,8 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 
 @app.function_name("landing_blob")
-@app.blob_trigger(
-    arg_name="blob",
-    path="%LANDING_CONTAINER%/{batch}/{file}",
-    connection="DataStorage",
-    source=blob_trigger_source(os.environ),
-)
+@app.blob_trigger(arg_name="blob", path="%LANDING_CONTAINER%/{batch}/{file}",
+                  connection="DataStorage", source=blob_trigger_source(os.environ))  # fmt: skip
 def landing_blob(blob: blob_sdk.BlobClient) -> None:
     """A blob landed: its batch runs once complete and settled. Only its name is read."""
     path = f"{blob.container_name}/{blob.blob_name}"
@@ -79,10 +74,9 @@ def settle_batch(message: func.QueueMessage) -> None:
 def start_retrain(req: func.HttpRequest) -> func.HttpResponse:
     """Start a run on a landing batch or an ``azureml:NAME:VERSION`` data asset."""
     service = get_service()
-    request = parse_retrain_request(
-        req.get_body(), service.settings.landing_container, req.headers.get("Idempotency-Key")
-    )
-    return started(req, *service.start_run(request))
+    key = req.headers.get("Idempotency-Key")
+    request = parse_retrain_request(req.get_body(), service.settings.landing_container, key)
+    return started(req, *service.start_run(request), service.queue_positions)
 
 
 @app.function_name("get_run")
@@ -90,8 +84,8 @@ def start_retrain(req: func.HttpRequest) -> func.HttpResponse:
 @json_errors
 def get_run(req: func.HttpRequest) -> func.HttpResponse:
     """One run record."""
-    run_id = parse_run_id(req.route_params.get("run_id"))
-    return respond(200, get_service().get_run(run_id).to_dict())
+    run = get_service().get_run(parse_run_id(req.route_params.get("run_id")))
+    return respond(200, documents([run], get_service().queue_positions)[0])
 
 
 @app.function_name("list_runs")
@@ -100,7 +94,7 @@ def get_run(req: func.HttpRequest) -> func.HttpResponse:
 def list_runs(req: func.HttpRequest) -> func.HttpResponse:
     """Recent runs, newest first (``?limit=N``, at most 100); a damaged one is marked."""
     runs = get_service().list_runs(parse_limit(req.params))
-    return respond(200, {"runs": [run.to_dict() for run in runs], "count": len(runs)})
+    return respond(200, listing(runs, get_service().queue_positions))
 
 
 @app.function_name("list_models")
@@ -114,7 +108,14 @@ def list_models(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("sweep_runs")
 @app.timer_trigger(arg_name="timer", schedule="%SWEEP_SCHEDULE%", run_on_startup=False)
 def sweep_runs(timer: func.TimerRequest) -> None:
-    """Record how every active run stands (terminal records are written once); register each
-    completed run's model and promote a better one; deliver the announcements."""
+    """Record how active runs stand; register and promote models; announce; admit queued runs."""
     summary = get_service().sweep()
     log.log(logging.INFO if summary.eventful else logging.DEBUG, "sweep_runs: %s", summary)
+
+
+@app.function_name("job_events")
+@app.event_grid_trigger(arg_name="event")
+def job_events(event: func.EventGridEvent) -> None:
+    """A job's status changed: record that run now, as the sweep would (the event is a hint)."""
+    outcome = handle_job_event(get_service(), event.event_type, event.get_json())
+    log.log(outcome.level, "job_events %s: %s", str(event.subject)[:200], outcome)

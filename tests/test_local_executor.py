@@ -25,6 +25,7 @@ from azure.ai.ml.dsl import pipeline
 from pipeline_builder import PipelineSettings, build_pipeline
 from retrain.data.fashion_mnist import write_batch
 from retrain.errors import InvalidRequestError
+from retrain.local.events import RUN_STATUS_CHANGED, pending
 from retrain.local.executor import (
     FromNode,
     FromPipeline,
@@ -257,7 +258,14 @@ def test_toy_pipeline_runs_in_order_with_defaults_and_records_status(toy, tmp_pa
         assert step["started_at"] <= step["ended_at"] <= status["ended_at"]
         assert 0 <= step["duration_s"] <= status["duration_s"]
     assert summary.steps == {n: s["duration_s"] for n, s in status["steps"].items()}
-    assert set(status["outputs"]) == {p.name for p in run_dir.iterdir() if p.is_dir()}
+    folders = {p.name for p in run_dir.iterdir() if p.is_dir()}
+    assert set(status["outputs"]) == folders - {"events"}
+    # RunStatusChanged events, as Azure ML sends them: the job's own, and a child job per step
+    events = [json.loads(p.read_text()) for p in pending(tmp_path)]
+    assert {e["eventType"] for e in events} == {RUN_STATUS_CHANGED}
+    own = [e["data"]["runStatus"] for e in events if e["data"]["runId"] == "toy-1"]
+    assert own == ["Running", "Completed"]
+    assert len(events) == 2 + len(status["steps"])
     for node, outputs in status["outputs"].items():
         assert (run_dir / node / "stdout.log").read_text().startswith("working on")
         for path in outputs.values():

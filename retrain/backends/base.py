@@ -20,10 +20,12 @@ if TYPE_CHECKING:
 
 
 class RunStatus(str, Enum):
-    """Ledger statuses. A run is Waiting only while its batch is incomplete."""
+    """Ledger statuses. A run is Waiting only while its batch is incomplete, and Queued while
+    ``MAX_ACTIVE_RUNS`` runs are Submitted or Running (it keeps its key and data version)."""
 
     WAITING = "Waiting"
     REJECTED = "Rejected"
+    QUEUED = "Queued"
     SUBMITTED = "Submitted"
     RUNNING = "Running"
     COMPLETED = "Completed"

@@ -5,7 +5,10 @@
 3. Invoke the registered blob function once per uploaded blob, as the Functions host would; the
    batch is complete but still settling, so its re-check goes to the settle queue, and the
    queue function starts the run once the batch has been unchanged for BATCH_SETTLE_SECONDS.
-4. Run the registered timer function until the run is terminal, showing progress.
+4. Deliver the local executor's job events (Azure ML's RunStatusChanged, as Event Grid would) to
+   the registered ``job_events`` function as they happen, and run the timer function, slowed down,
+   as the safety net, until the run is terminal; say which of the two recorded its end, and how
+   long after the job ended.
 5. Print the run record and where the report is; stop Azurite.
 
 Everything uses embedded defaults (``RETRAIN_BACKEND=local``, runs under ``.demo/runs``, models
@@ -27,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..clock import parse_time
 from ..emulators import azurite
 from ..settings import PROJECT_ROOT
 from .flags import positive_float, positive_int
@@ -46,7 +50,9 @@ DEFAULTS = {
     "TRAIN_EPOCHS": "3",
     "SWEEP_SCHEDULE": "*/10 * * * * *",
     "BLOB_TRIGGER_SOURCE": "EventGrid",
+    "JOB_EVENTS": "true",
 }
+EVENT_POLL_S = 0.25  # how often the stand-in for Event Grid looks for the executor's events
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -59,7 +65,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     number("--n-train", type=positive_int, default=6000, metavar="N", help="default 6000")
     number("--n-test", type=positive_int, default=1000, metavar="N", help="default 1000")
     number("--epochs", type=positive_int, metavar="N", help="default $TRAIN_EPOCHS, else 3")
-    number("--tick", type=positive_float, default=2.0, metavar="S", help="timer period (s)")
+    number("--tick", type=positive_float, default=60.0, metavar="S",
+           help="timer period (s), default 60: job events record the run first")  # fmt: skip
     number("--timeout", type=positive_float, default=900, metavar="S", help="give up after")
     return parser.parse_args(argv)
 
@@ -100,7 +107,12 @@ def _flow(args: argparse.Namespace, tmp: Path) -> int:
     import azure.functions as func
 
     from ..data.fashion_mnist import write_batch
-    from ..emulators.functions_host import deliver_blob_event, deliver_settle_messages, functions
+    from ..emulators.functions_host import (
+        deliver_blob_event,
+        deliver_local_job_events,
+        deliver_settle_messages,
+        functions,
+    )
     from ..service.core import get_service, set_service
 
     set_service(None)  # built from the settings just set
@@ -134,17 +146,31 @@ def _flow(args: argparse.Namespace, tmp: Path) -> int:
     if run.terminal:
         return _finish(run)
 
-    _say(f"4. the timer sweeps every {args.tick:g} s until run {run.run_id} ends")
+    _say(f"4. job events go to job_events as they happen; the timer sweeps every {args.tick:g} s")
     started, deadline = time.monotonic(), time.monotonic() + args.timeout
+    next_tick, shown, recorder = started + args.tick, -1, ""
     while not run.terminal and time.monotonic() < deadline:
-        time.sleep(args.tick)
-        functions()["sweep_runs"](func.timer.TimerRequest(past_due=False))
+        time.sleep(EVENT_POLL_S)
+        recorder = ""
+        if deliver_local_job_events(settings.local_runs_dir):
+            recorder = "job_events (the job's RunStatusChanged event)"
+        if time.monotonic() >= next_tick:
+            functions()["sweep_runs"](func.timer.TimerRequest(past_due=False))
+            next_tick += args.tick
+            recorder = recorder or "sweep_runs (the timer)"
         run = service.get_run(run.run_id)
-        _progress(service, run, time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        if int(elapsed) // 2 != shown or run.terminal:
+            shown = int(elapsed) // 2
+            _progress(service, run, elapsed)
     print(file=sys.stderr)
     if not run.terminal:
         _say(f"gave up after {args.timeout:g} s; the run goes on in {run.run_dir}")
         return 1
+    ended, recorded = parse_time(run.ended_at), parse_time(run.updated_at)
+    lag = f", {(recorded - ended).total_seconds():.1f} s after the job ended" if (
+        ended and recorded) else ""  # fmt: skip
+    _say(f"   {run.status.value} recorded by {recorder}{lag}")
     return _finish(run)
 
 

@@ -2,8 +2,9 @@
 our machines): index ``function_app`` once, deliver a blob event to ``landing_blob`` as the
 worker does for an SDK-type binding (a ``model_binding_data`` datum naming the connection,
 container and blob, decoded by the extension's own ``BlobClientConverter``; no blob content),
-and deliver the settle queue's messages to ``settle_batch`` as real ``func.QueueMessage``
-objects, deleting each once the function returns.
+deliver the settle queue's messages to ``settle_batch`` as real ``func.QueueMessage``
+objects, deleting each once the function returns, and deliver the local executor's job events
+to ``job_events`` as ``func.EventGridEvent`` objects, as Event Grid would Azure ML's.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -82,4 +85,45 @@ def deliver_settle_messages(
             queue.delete_message(message)
             delivered += 1
         time.sleep(poll)
+    return delivered
+
+
+def job_event_object(event: dict[str, Any]) -> Any:  # -> azure.functions.EventGridEvent
+    """The ``func.EventGridEvent`` the worker builds from one Event Grid schema event."""
+    import azure.functions as func
+
+    when = event.get("eventTime")
+    try:
+        moment = datetime.fromisoformat(str(when).replace("Z", "+00:00")) if when else None
+    except ValueError:
+        moment = None
+    return func.EventGridEvent(
+        id=str(event.get("id", "")),
+        data=event.get("data"),  # type: ignore[arg-type]  # as the worker passes it: any JSON
+        topic=str(event.get("topic", "")),
+        subject=str(event.get("subject", "")),
+        event_type=str(event.get("eventType", "")),
+        event_time=moment,
+        data_version=str(event.get("dataVersion", "")),
+    )
+
+
+def deliver_job_event(event: dict[str, Any]) -> None:
+    """Invoke ``job_events`` with one event, as the host does for an Event Grid trigger."""
+    functions()["job_events"](job_event_object(event))
+
+
+def deliver_local_job_events(runs_dir: Path) -> int:
+    """Deliver the local executor's spooled job events (``retrain.local.events``), oldest
+    first, deleting each once the function returns (a failed delivery stays for the next
+    call, as Event Grid retries). Returns how many were delivered."""
+    from ..local.events import pending, read_event
+
+    delivered = 0
+    for path in pending(runs_dir):
+        event = read_event(path)
+        if event is not None:
+            deliver_job_event(event)
+            delivered += 1
+        path.unlink(missing_ok=True)
     return delivered

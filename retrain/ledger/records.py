@@ -41,6 +41,7 @@ class RunRecord:
     params: dict[str, Any] = field(default_factory=dict)  # "epochs", "experiment" asked for
     idempotency_key: str | None = None
     attempts: int = 0  # submissions tried
+    slot: int | None = None  # the MAX_ACTIVE_RUNS slot it holds from admission until it ends
 
     @property
     def terminal(self) -> bool:

@@ -15,6 +15,7 @@
                                  ``<due>`` ("0": at once, else an ISO time) orders the rows by
                                  when they are due, so a tick reads only those that are
     dead|<sink>|<event id>       an announcement that will never be delivered, with its reason
+    slot|<k>                     a MAX_ACTIVE_RUNS slot and the run holding it (slots.py)
 
 Every change is one entity-group transaction over the run's rows, so they can never disagree:
 a claim creates all three (or, if any exists, none: exactly one of any number of concurrent
@@ -50,6 +51,7 @@ from ..storage.tables import Op
 from .encoding import Unencodable, dumps
 from .outbox_rows import Announce, OutboxRows
 from .records import RunRecord
+from .slots import release
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +223,21 @@ class Ledger(OutboxRows):
             return Stored(new, etags[0], f"{RUN}{run_id}"), True
         raise TransientError(f"run {run_id}: too many concurrent updates")
 
+    def admit(self, run: Stored, change: Change, take: Op | None) -> Stored | None:
+        """Move a queued run on (``change``) and take its slot (``take``) in one transaction,
+        guarded by the ETag ``run`` was read with; None if another host moved the run or took
+        the slot first (the caller reads again)."""
+        new = change(run.record)
+        if new is None or run.record.terminal:
+            return None
+        new = replace(new, updated_at=later_than(run.record.updated_at))
+        ops = self._write_ops(new, run, False) + ([take] if take else [])
+        try:
+            etags = self.table.transact(ops)
+        except (AlreadyExists, ETagMismatch):
+            return None
+        return Stored(new, etags[0], f"{RUN}{new.run_id}")
+
     def write_many(self, changes: list[tuple[Stored, Change]]) -> list[Written | Exception]:
         """``write`` for many runs at once, as read already, as many runs to a transaction as
         its 100 operations hold (33 without notification sinks): a sweep tick in which many
@@ -337,6 +354,8 @@ def _write_ops(new: RunRecord, guard: Stored, missing_active: bool) -> list[Op]:
     if new.terminal:
         if not missing_active:
             ops.append(Op("delete", active_row, etag=etag_if(active_row)))
+        if new.slot is not None:  # its MAX_ACTIVE_RUNS slot is free from this transaction on
+            ops.append(release(new.slot))
     elif guard.row == active_row:
         ops.append(Op("replace", active_row, props, etag=guard.etag))
     else:

@@ -9,6 +9,7 @@ folders of the run directory::
     RUN_DIR/<node>/<output>/             each node output
     RUN_DIR/<node>/stdout.log            the step's stdout, streamed
     RUN_DIR/<node>/stderr.log            the step's stderr, streamed
+    RUN_DIR/events/*.json                RunStatusChanged events, as Azure ML sends them (events)
 
 Nothing here imports azure.ai.ml: the job object arrives already built.
 """
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidRequestError
+from .events import emit, job_event
 from .plan import FromNode, FromPipeline, Literal, Step, plan, render_command
 from .progress import StepDisplay
 from .status import RunSummary, now, process_alive, read_status, write_json_atomic, write_status
@@ -99,6 +101,13 @@ def run_pipeline(
         "pid": os.getpid(),
     }
     write_status(run_dir, state)
+    experiment = str(getattr(job, "experiment_name", None) or "")
+    tags = {str(k): str(v) for k, v in (getattr(job, "tags", None) or {}).items()}
+
+    def announce(name: str, status: str) -> None:
+        emit(run_dir, job_event(name, status, experiment, tags))
+
+    announce(job_name, "Running")
     display = StepDisplay(len(steps), enabled=progress)
 
     def finish(status: str, error: str | None = None, metrics: dict | None = None) -> RunSummary:
@@ -116,6 +125,7 @@ def run_pipeline(
         if status == "Completed":
             state["step"] = None
         write_status(run_dir, state)
+        announce(job_name, status)
         return RunSummary.from_status(run_dir, state)
 
     try:
@@ -129,6 +139,7 @@ def run_pipeline(
                     "duration_s": None,
                 }
                 write_status(run_dir, state)
+                announce(f"{job_name}-{step.name}", "Running")  # a child job, as on Azure ML
                 values = _input_values(step, pipeline_inputs, outputs)
                 step_dir = run_dir / step.name
                 _run_step(step, index, values, outputs[step.name], step_dir, display, stop)

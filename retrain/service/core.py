@@ -47,6 +47,7 @@ from ..models.delivery import ModelBook, ModelDesk
 from ..notify.outbox import announcer, deliver, sink_names
 from ..settings import Settings
 from ..storage import BlobStore, MessageQueue
+from .admission import admit_queued, queue_positions
 from .submission import Launcher
 from .sweep import SweepSummary, sweep
 
@@ -178,6 +179,8 @@ class RetrainService:
         where = f"{record.source} -> {record.job_name}"
         if record.status is RunStatus.FAILED and record.submitted_at is None:
             return Outcome("failed", record.reason or "submission refused", record.run_id)
+        if record.status is RunStatus.QUEUED:  # MAX_ACTIVE_RUNS are running: it starts in turn
+            return Outcome("queued", f"{where}: waiting for a free slot", record.run_id)
         if acted:
             return Outcome("submitted", where, record.run_id)
         if record.submitted_at is None and not record.terminal:
@@ -248,6 +251,10 @@ class RetrainService:
         """The newest runs; one whose record is damaged is listed as such."""
         return self.ledger.recent(limit)
 
+    def queue_positions(self) -> dict[str, int]:
+        """Each queued run's place in the queue (1: the next to start): one range query."""
+        return queue_positions(self.ledger.active())
+
     def list_models(self, limit: int) -> dict[str, Any]:
         """The registered versions of ``MODEL_NAME``, newest first, and the champion."""
         return self.book.listing(limit)
@@ -265,6 +272,7 @@ class RetrainService:
             clock=self.clock,
             models=lambda: self.models,
             budget_s=self.settings.sweep_budget_s,
+            admit=lambda: admit_queued(self.launcher),
         )
         summary = self._sync_champion_tag(summary)
         if not sink_names(self.settings):

@@ -39,6 +39,7 @@ from ..errors import (
     TransientError,
 )
 from ..ledger.records import RunRecord
+from ..ledger.runs import DamagedRun
 
 log = logging.getLogger("function_app")
 
@@ -100,9 +101,33 @@ def status_url(req: func.HttpRequest, run_id: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"{parts.path.rstrip('/')}/{run_id}", "", ""))
 
 
-def started(req: func.HttpRequest, record: RunRecord, created: bool) -> func.HttpResponse:
-    """202 with where to look; 422 with the record when the run was refused."""
-    run = record.to_dict()
+Positions = Callable[[], dict[str, int]]  # each queued run's place in the queue (1: next)
+
+
+def documents(runs: list[RunRecord | DamagedRun], positions: Positions) -> list[dict[str, Any]]:
+    """The runs as JSON; a queued one with its ``queue_position`` (read only if one is)."""
+    queued = any(isinstance(r, RunRecord) and r.status is RunStatus.QUEUED for r in runs)
+    places = positions() if queued else {}
+    found = []
+    for run in runs:
+        document = run.to_dict()
+        if isinstance(run, RunRecord) and run.status is RunStatus.QUEUED:
+            document["queue_position"] = places.get(run.run_id)
+        found.append(document)
+    return found
+
+
+def listing(runs: list[RunRecord | DamagedRun], positions: Positions) -> dict[str, Any]:
+    """``GET /api/retrain``'s body."""
+    return {"runs": documents(runs, positions), "count": len(runs)}
+
+
+def started(
+    req: func.HttpRequest, record: RunRecord, created: bool, positions: Positions
+) -> func.HttpResponse:
+    """202 with where to look (a queued run: its place in the queue); 422 with the record when
+    the run was refused."""
+    [run] = documents([record], positions)
     if record.status is RunStatus.REJECTED or (
         record.status is RunStatus.FAILED and record.submitted_at is None
     ):
@@ -117,4 +142,6 @@ def started(req: func.HttpRequest, record: RunRecord, created: bool) -> func.Htt
         "created": created,
         "run": run,
     }
+    if "queue_position" in run:
+        body["queue_position"] = run["queue_position"]
     return respond(202, body, {"Location": url})

@@ -5,7 +5,8 @@ or takes a free or expired claim on it, submits; everyone else leaves it to them
 after the claim gives it back before it propagates, so the host's retry, or the next sweep tick
 at the latest, takes it at once; only a holder that died outright leaves a claim to expire.
 Submission is idempotent at the backend (the job name comes from the run key), so a retry never
-makes a second job.
+makes a second job. Under ``MAX_ACTIVE_RUNS`` a new run is created Queued, its data version kept,
+and started by admission (``admission``), oldest first, when a slot is free.
 """
 
 from __future__ import annotations
@@ -51,14 +52,54 @@ class Launcher:
         submit it if we hold the claim. Returns (record, whether this call submitted)."""
         if record.terminal or record.submitted_at is not None:
             return record, False
-        if not stored:
+        if self.settings.max_active_runs and not stored:
+            queued = self._create_claim(replace(record, status=RunStatus.QUEUED))
+            if queued is not None:
+                return self._admit(queued.record), True
+        elif not stored:
             created = self._create_claim(replace(record, claimed_at=iso(self.clock())))
             if created is not None:
                 return self._submit(created), True
+        if stored and record.status is RunStatus.QUEUED:
+            return self._admit(record), False
         current, took = self.ledger.write(record.run_id, self._take_claim)
+        if not took and current.record.status is RunStatus.QUEUED:
+            return self._admit(current.record), False
         if not took:
             return current.record, False
         return self._submit(current), True
+
+    def _admit(self, queued: RunRecord) -> RunRecord:
+        """Keep a queued run's data version, then start queued runs oldest first while slots
+        are free; this run's record as it then stands. Its own submission error propagates
+        (the host retries); a retry finds it queued and admits again."""
+        from .admission import admit_queued
+
+        self._keep_data(queued)
+        outcome = admit_queued(self).get(queued.run_id)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome or self.ledger.get(queued.run_id) or queued
+
+    def _keep_data(self, record: RunRecord) -> None:
+        """Snapshot a queued landing batch now (idempotent), so it runs on the content it was
+        keyed on whatever lands in the folder while it waits."""
+        if record.source.startswith("azureml:") or not record.blobs:
+            return
+        from ..backends.snapshot import snapshot_batch
+
+        data = self._landing(record)
+        snapshot_batch(self.store, self.settings, data, keys.data_version(self._key(record)))
+
+    def _landing(self, record: RunRecord) -> LandingBatch:
+        container, _, batch = record.source.partition("/")
+        versions = [(b["name"], b["etag"]) for b in record.blobs]
+        refs = tuple(BlobRef(n, self.store.url(container, n), e) for n, e in versions)
+        return LandingBatch(container, batch, refs)
+
+    @staticmethod
+    def _key(record: RunRecord) -> str:
+        return keys.run_key(record.source, [(b["name"], b["etag"]) for b in record.blobs])
 
     def _create_claim(self, claimed: RunRecord) -> Stored | None:
         """Create the record holding our claim; the record as stored if it is ours. A create
@@ -76,13 +117,17 @@ class Launcher:
 
     def _take_claim(self, record: RunRecord) -> RunRecord | None:
         """The record with our claim on its submission, or None if it is not ours to take."""
-        if record.terminal or record.submitted_at is not None:
-            return None
+        if record.terminal or record.submitted_at is not None or record.status is RunStatus.QUEUED:
+            return None  # a queued run is started by admission, in order
         claimed = parse_time(record.claimed_at)
         now = self.clock()
         if claimed is not None and now - claimed < CLAIM_LEASE:
             return None
         return replace(record, claimed_at=iso(now))
+
+    def submit_claimed(self, claimed: Stored) -> RunRecord:
+        """``_submit``, for admission."""
+        return self._submit(claimed)
 
     def _submit(self, claimed: Stored) -> RunRecord:
         """Submit a run we hold the claim on and record the result (guarded by the ETag the
@@ -157,16 +202,13 @@ class Launcher:
     def _submit_request(self, record: RunRecord) -> SubmitRequest:
         """Everything the backend needs, rebuilt from the record alone (so a retry or the sweep
         submits exactly what the first attempt would have)."""
-        versions = [(b["name"], b["etag"]) for b in record.blobs]
         if record.source.startswith("azureml:"):
             name, _, version = record.source.removeprefix("azureml:").partition(":")
             data: DataAsset | LandingBatch = DataAsset(name, version)
             data_version = version
         else:
-            container, _, batch = record.source.partition("/")
-            refs = tuple(BlobRef(n, self.store.url(container, n), e) for n, e in versions)
-            data = LandingBatch(container, batch, refs)
-            data_version = keys.data_version(keys.run_key(record.source, versions))
+            data = self._landing(record)
+            data_version = keys.data_version(self._key(record))
         job_name = record.job_name or keys.job_name(record.run_id)
         pipeline = self.settings.pipeline_settings(
             **self._champion(),

@@ -56,6 +56,8 @@ class SweepSummary:
     pending: int = 0  # a submission in flight elsewhere
     damaged: int = 0  # a run whose record cannot be read (skipped; logged)
     errors: int = 0  # checked again next tick
+    queued: int = 0  # waiting for a MAX_ACTIVE_RUNS slot
+    admitted: int = 0  # queued runs started this tick (oldest first)
     carried: int = 0  # job-state reads still out when the tick's budget ran out: next tick
     promoted: int = 0  # completed runs whose model became champion
     notified: int = 0  # announcements delivered
@@ -66,8 +68,8 @@ class SweepSummary:
     def eventful(self) -> bool:
         """Whether the tick changed anything or hit an error (worth an info-level log line)."""
         return any((self.updated, self.completed, self.failed, self.canceled, self.promoted,
-                    self.resubmitted, self.damaged, self.errors, self.carried, self.notified,
-                    self.notify_retrying, self.notify_dead))  # fmt: skip
+                    self.resubmitted, self.admitted, self.damaged, self.errors, self.carried,
+                    self.notified, self.notify_retrying, self.notify_dead))  # fmt: skip
 
     def __str__(self) -> str:
         shown = {k: v for k, v in self.__dict__.items() if v or k == "active"}
@@ -113,11 +115,13 @@ def sweep(
     clock: Callable[[], datetime] = utcnow,
     models: Callable[[], ModelDesk | None] = lambda: None,
     budget_s: float = 240.0,
+    admit: Callable[[], dict[str, RunRecord | Exception]] = dict,
 ) -> SweepSummary:
     """One tick over the active runs. ``backend`` is called only if there is a run to check;
     ``resume`` submits a run whose claim is free or expired (True if it did); ``models``, when
     the backend has a registry, registers each completed run's model and decides promotion.
-    Reads still out after ``budget_s`` seconds are left to the next tick (``carried``)."""
+    Reads still out after ``budget_s`` seconds are left to the next tick (``carried``); then,
+    if runs are queued, ``admit`` starts them oldest first while slots are free."""
     runs = ledger.active()
     if not runs:
         return SweepSummary()
@@ -136,6 +140,15 @@ def sweep(
     finally:  # a hanging read keeps only its own thread; queued reads are dropped
         pool.shutdown(wait=False, cancel_futures=True)
     counts = Counter(outcome for outcome, _, _ in results if outcome)  # "": a log line only
+    if counts["queued"]:
+        try:
+            started = admit()
+        except Exception as exc:  # storage trouble: the queued runs wait for the next tick
+            log.warning("sweep: admitting queued runs: %s: %s", type(exc).__name__, exc)
+            started = {"": exc}
+        failed = sum(isinstance(outcome, Exception) for outcome in started.values())
+        counts.update(admitted=len(started) - failed, errors=failed)
+        counts["queued"] -= sum(1 for run_id in started if run_id)
     return SweepSummary(active=len(runs), carried=len(pending), **counts)
 
 
@@ -243,6 +256,8 @@ class _Tick:
                 raise CorruptDocumentError(f"run {run.run_id}: {run.reason}", "")
             run = found
         record = run.record
+        if record.status is RunStatus.QUEUED:  # started by admission, in order
+            return "queued", logging.DEBUG, None
         if record.submitted_at is None:
             if self.resume(record):
                 return "resubmitted", logging.INFO, f"run {record.run_id}: submitted"

@@ -35,6 +35,7 @@ def settings(azurite, tmp_path: Path) -> Settings:
             "LOCAL_RUNS_DIR": str(tmp_path / "runs"),
             "LOCAL_MODELS_DIR": str(tmp_path / "models"),
             "SWEEP_CONCURRENCY": "4",
+            "MAX_ACTIVE_RUNS": "0",  # tests of the cap set their own
         }
     )
 

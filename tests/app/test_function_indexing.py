@@ -24,9 +24,10 @@ def trigger(name: str) -> dict:
     return found
 
 
-def test_the_app_registers_seven_functions():
+def test_the_app_registers_eight_functions():
     assert sorted(indexed()) == [
         "get_run",
+        "job_events",
         "landing_blob",
         "list_models",
         "list_runs",
@@ -81,6 +82,11 @@ def test_timer_binding():
     assert timer["type"] == "timerTrigger"
     assert timer["schedule"] == "%SWEEP_SCHEDULE%"
     assert timer["runOnStartup"] is False
+
+
+def test_job_events_binding():
+    event = trigger("job_events")
+    assert (event["type"], event["name"]) == ("eventGridTrigger", "event")
 
 
 def _fresh(code: str, **env: str) -> str:

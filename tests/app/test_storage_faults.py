@@ -17,6 +17,7 @@ from azure.core.pipeline.transport import RequestsTransport
 
 from retrain.backends.base import BlobRef, JobState, LandingBatch, RunStatus
 from retrain.backends.snapshot import snapshot_batch
+from retrain.ledger.records import RunRecord
 from retrain.service import core as service_module
 from retrain.service.core import RetrainService
 from retrain.storage import BlobStore, StorageAccount
@@ -182,3 +183,73 @@ def test_a_data_version_snapshot_survives_any_single_storage_fault(fresh, store,
         for file, data in files.items():
             got = store.read_range(settings.datasets_container, copies[file], 0, len(data) + 1)
             assert got == data, (fail_at, file)
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_queued_run_survives_any_single_storage_fault(fresh, store, when):
+    """Under MAX_ACTIVE_RUNS=1 a second batch is queued, and later admitted by a sweep tick; each
+    request of the queuing event, and then of the admitting tick, fails in turn, once. Every
+    time: two listed runs, the second Queued until the first ends, then Submitted; two jobs."""
+    container = fresh().landing_container
+    first = upload(store, container, "q1", batch_files(n_train=11))[0]
+    second = upload(store, container, "q2", batch_files(n_train=12))[0]
+
+    def capped():
+        return replace(fresh(), max_active_runs=1)
+
+    def queued(svc: RetrainService, backend: FakeBackend) -> RunRecord:
+        runs = {r.source: r for r in svc.ledger.recent(10)}
+        assert len(runs) == 2, runs
+        waiting = runs[f"{container}/q2"]
+        assert waiting.status is RunStatus.QUEUED and list(backend.jobs) == [
+            runs[f"{container}/q1"].job_name
+        ]
+        return waiting
+
+    def admitted(svc: RetrainService, backend: FakeBackend, waiting: RunRecord) -> None:
+        svc.sweep()  # the next tick, without faults
+        now = svc.ledger.get(waiting.run_id)
+        assert now.status in (RunStatus.SUBMITTED, RunStatus.RUNNING) and now.submitted_at, now
+        assert sorted(backend.jobs) == sorted(r.job_name for r in svc.ledger.recent(10))
+
+    transport, backend = FaultyTransport(), FakeBackend()
+    svc = _service(capped(), transport, backend)
+    blob_event(store, first)
+    before = transport.sent
+    blob_event(store, second)
+    event_requests = transport.sent - before
+    [done] = [r for r in svc.ledger.recent(10) if r.source.endswith("q1")]
+    backend.states[done.job_name] = JobState(RunStatus.COMPLETED, "Completed")
+    before = transport.sent
+    svc.sweep()
+    tick_requests = transport.sent - before
+    assert event_requests >= 4 and tick_requests >= 4  # reads, create, snapshot; slots, admit
+
+    for fail_at in range(1, event_requests + 1):
+        transport, backend = FaultyTransport(), FakeBackend()
+        svc = _service(capped(), transport, backend)
+        blob_event(store, first)
+        transport.fail_at, transport.when = transport.sent + fail_at, when
+        for _ in range(HOST_ATTEMPTS):
+            try:
+                blob_event(store, second)
+                break
+            except Exception:
+                continue
+        waiting = queued(svc, backend)
+        [done] = [r for r in svc.ledger.recent(10) if r.source.endswith("q1")]
+        backend.states[done.job_name] = JobState(RunStatus.COMPLETED, "Completed")
+        admitted(svc, backend, waiting)
+
+    for fail_at in range(1, tick_requests + 1):
+        transport, backend = FaultyTransport(), FakeBackend()
+        svc = _service(capped(), transport, backend)
+        blob_event(store, first)
+        blob_event(store, second)
+        waiting = queued(svc, backend)
+        [done] = [r for r in svc.ledger.recent(10) if r.source.endswith("q1")]
+        backend.states[done.job_name] = JobState(RunStatus.COMPLETED, "Completed")
+        transport.fail_at, transport.when = transport.sent + fail_at, when
+        with suppress(Exception):  # a failed query: the tick did nothing; the timer fires again
+            svc.sweep()
+        admitted(svc, backend, waiting)
