@@ -18,6 +18,8 @@ var settleQueue = 'retrain-settle'
 var deploymentContainer = 'app-package'
 // Each data version's files, copied from landing by the app and never written again.
 var datasetsContainer = 'datasets'
+// Job events Event Grid gave up on (after its retries), kept for a look; the timer records the runs.
+var deadLetterContainer = 'job-events-deadletter'
 
 // Two identities: the Function App's, and the one Azure ML jobs read data as.
 resource functionIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
@@ -38,7 +40,7 @@ module dataStorage 'modules/storage.bicep' = {
     name: 'stdata${resourceToken}'
     location: location
     tags: tags
-    containers: [landingContainer, datasetsContainer]
+    containers: [landingContainer, datasetsContainer, deadLetterContainer]
     queues: [settleQueue]
     tables: [runsTable]
   }
@@ -147,6 +149,8 @@ module roles 'modules/roles.bicep' = {
     registryName: ml.outputs.registryName
     mlStorageIdentityOnly: mlStorageIdentityOnly
     notifyTopicName: notifyEventGrid ? notifyTopic.name : ''
+    jobEventsTopicPrincipalId: jobEventsTopic.identity.principalId
+    deadLetterContainer: deadLetterContainer
   }
 }
 
@@ -162,10 +166,29 @@ resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   }
 }
 
+// Azure ML's job events (RunStatusChanged, in preview) of the workspace. The subscription to the
+// job_events function is added by infra/hooks/postdeploy.sh (the function and its Event Grid key
+// exist only after deployment); it dead-letters to the data account as this topic's identity.
+resource jobEventsTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
+  name: 'evgt-ml-${resourceToken}'
+  location: location
+  tags: tags
+  identity: {
+    type: 'SystemAssigned' // writes dead-lettered events to the dead-letter container
+  }
+  properties: {
+    source: ml.outputs.workspaceId
+    topicType: 'Microsoft.MachineLearningServices.Workspaces'
+  }
+}
+
 output functionAppName string = functionApp.outputs.name
 output functionAppUrl string = functionApp.outputs.url
 output dataStorageAccount string = dataStorage.outputs.name
 output systemTopicName string = systemTopic.name
+output jobEventsTopicName string = jobEventsTopic.name
+output dataStorageId string = dataStorage.outputs.id
+output deadLetterContainer string = deadLetterContainer
 output workspaceName string = ml.outputs.workspaceName
 output environment string = ml.outputs.environment
 output cpuCompute string = ml.outputs.cpuCompute

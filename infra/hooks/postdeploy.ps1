@@ -1,7 +1,8 @@
 # azd postdeploy hook (Windows): the same as postdeploy.sh. Subscribe the blob trigger's webhook
-# to BlobCreated events of the landing container, once the host has created its extension key.
+# to BlobCreated events of the landing container, and job_events to the workspace's
+# RunStatusChanged events, once the host has created its extension keys.
 $ErrorActionPreference = 'Stop'
-foreach ($name in 'AZURE_RESOURCE_GROUP', 'AZURE_FUNCTION_APP_NAME', 'AZURE_FUNCTION_APP_URL', 'AZURE_EVENTGRID_SYSTEM_TOPIC', 'LANDING_CONTAINER') {
+foreach ($name in 'AZURE_RESOURCE_GROUP', 'AZURE_FUNCTION_APP_NAME', 'AZURE_FUNCTION_APP_URL', 'AZURE_EVENTGRID_SYSTEM_TOPIC', 'LANDING_CONTAINER', 'AZURE_EVENTGRID_JOB_TOPIC', 'AZURE_DATA_STORAGE_ID', 'JOB_EVENTS_DEADLETTER_CONTAINER') {
     if (-not [Environment]::GetEnvironmentVariable($name)) { throw "$name is not set: run this through azd (azd up / azd deploy)" }
 }
 
@@ -32,3 +33,26 @@ az eventgrid system-topic event-subscription create `
     --only-show-errors --output none
 if ($LASTEXITCODE -ne 0) { throw 'az eventgrid system-topic event-subscription create failed' }
 Write-Output "Event Grid: BlobCreated in $($env:LANDING_CONTAINER)/ now triggers landing_blob on $($env:AZURE_FUNCTION_APP_NAME)"
+
+# Azure ML's RunStatusChanged (in preview) for this app's jobs only: those carrying the run_id tag
+# (advanced filters cannot address keys with dots). Retries for 24 hours, then dead-letters to the
+# data account as the topic's identity; the timer records every run whatever happens to its events.
+$eventsKey = az functionapp keys list --resource-group $env:AZURE_RESOURCE_GROUP --name $env:AZURE_FUNCTION_APP_NAME `
+    --query systemKeys.eventgrid_extension --output tsv
+if (-not $eventsKey) { throw "no eventgrid_extension key on $($env:AZURE_FUNCTION_APP_NAME): check that job_events was indexed, then run: azd hooks run postdeploy" }
+$eventsEndpoint = "$($env:AZURE_FUNCTION_APP_URL)/runtime/webhooks/eventgrid?functionName=job_events&code=$eventsKey"
+az eventgrid system-topic event-subscription create `
+    --resource-group $env:AZURE_RESOURCE_GROUP `
+    --system-topic-name $env:AZURE_EVENTGRID_JOB_TOPIC `
+    --name job-events `
+    --endpoint-type webhook `
+    --endpoint "`"$eventsEndpoint`"" `
+    --included-event-types Microsoft.MachineLearningServices.RunStatusChanged `
+    --advanced-filter data.runTags.run_id IsNotNull `
+    --max-delivery-attempts 30 --event-ttl 1440 `
+    --deadletter-identity systemassigned `
+    --deadletter-identity-endpoint-type storageblob `
+    --deadletter-identity-endpoint "$($env:AZURE_DATA_STORAGE_ID)/blobServices/default/containers/$($env:JOB_EVENTS_DEADLETTER_CONTAINER)" `
+    --only-show-errors --output none
+if ($LASTEXITCODE -ne 0) { throw 'az eventgrid system-topic event-subscription create (job-events) failed' }
+Write-Output "Event Grid: RunStatusChanged of this app's Azure ML jobs now triggers job_events on $($env:AZURE_FUNCTION_APP_NAME)"

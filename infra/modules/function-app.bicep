@@ -8,6 +8,8 @@
 //   PROMOTE_MIN_GAIN=0.0
 //   BATCH_SETTLE_SECONDS=30
 //   SWEEP_CONCURRENCY=8
+//   SWEEP_BUDGET_SECONDS=240          (below host.json's 10-minute functionTimeout)
+//   MAX_ACTIVE_RUNS=4                 (GPU jobs at once; more wait Queued, oldest first)
 //   TRAIN_BATCH_SIZE=256
 //   TRAIN_LEARNING_RATE=              (auto: the model preset's own)
 //   TRAIN_SEED=0
@@ -97,6 +99,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'SETTLE_QUEUE', value: settleQueue }
         { name: 'BLOB_TRIGGER_SOURCE', value: 'EventGrid' } // the only blob source on Flex Consumption
         { name: 'SWEEP_SCHEDULE', value: sweepSchedule }
+        { name: 'JOB_EVENTS', value: 'true' } // job_events: Azure ML's RunStatusChanged (postdeploy subscribes it)
         // Azure ML.
         { name: 'RETRAIN_BACKEND', value: 'azureml' }
         { name: 'AZURE_SUBSCRIPTION_ID', value: subscription().subscriptionId }

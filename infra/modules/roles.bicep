@@ -19,6 +19,9 @@ param registryName string
 param mlStorageIdentityOnly bool
 @description('The run notifications topic (notifyEventGrid); empty: none.')
 param notifyTopicName string = ''
+@description('The workspace\'s job events system topic\'s identity (it dead-letters events).')
+param jobEventsTopicPrincipalId string
+param deadLetterContainer string
 
 // Built-in role definition ids (the same in every tenant).
 var roles = {
@@ -44,6 +47,10 @@ resource landing 'Microsoft.Storage/storageAccounts/blobServices/containers@2023
 
 resource datasets 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
   name: '${dataStorageName}/default/${datasetsContainer}'
+}
+
+resource deadLetters 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  name: '${dataStorageName}/default/${deadLetterContainer}'
 }
 
 resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -238,5 +245,18 @@ resource deployerLanding 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
     principalId: principalId
     principalType: principalType
     description: 'Upload batches with az storage blob upload-batch --auth-mode login (the account takes no key).'
+  }
+}
+
+// --- the job events system topic's identity ----------------------------------------------------
+
+resource jobEventsDeadLetter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(deadLetters.id, jobEventsTopicPrincipalId, roles['Storage Blob Data Contributor'])
+  scope: deadLetters
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['Storage Blob Data Contributor'])
+    principalId: jobEventsTopicPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Event Grid writes the job events it could not deliver to job_events into this one container, and nowhere else.'
   }
 }

@@ -274,6 +274,10 @@ class RetrainService:
             budget_s=self.settings.sweep_budget_s,
             admit=lambda: admit_queued(self.launcher),
         )
+        return self.follow_up(summary)
+
+    def follow_up(self, summary: SweepSummary) -> SweepSummary:
+        """After runs were recorded: the registry's champion tag, then the due announcements."""
         summary = self._sync_champion_tag(summary)
         if not sink_names(self.settings):
             return summary

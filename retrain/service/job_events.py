@@ -5,7 +5,8 @@ topic on the workspace (in preview). Events come at least once, possibly late, t
 order, and child steps send their own. So an event is a hint: it names a job (``runId`` is the v2
 job name), and the run with that job name is advanced by exactly the sweep's code for one run
 (the job state read from the backend, then recorded; on completion the model registered,
-compared, promoted and announced), after which queued runs are admitted into a freed slot.
+compared, promoted and announced, the announcements delivered at once), after which queued
+runs are admitted into the freed slot.
 
 - A job name no run has (a child step, another experiment): one debug line.
 - A run already terminal, or whose job has not moved: nothing changes (a duplicate, a late or
@@ -27,7 +28,7 @@ from .. import keys
 from ..backends.base import RunStatus
 from ..errors import CorruptDocumentError
 from .admission import admit_queued
-from .sweep import Moved, _Tick, record_checked
+from .sweep import Moved, SweepSummary, _Tick, record_checked
 
 if TYPE_CHECKING:
     from .core import RetrainService
@@ -109,7 +110,8 @@ def handle_job_event(service: RetrainService, event_type: str, data: Any) -> Eve
     if fields <= {"unchanged", ""}:
         return EventOutcome("unchanged", f"still {record.status.value}", run_id, logging.DEBUG)
     now = service.ledger.get(run_id) or record
-    if now.terminal:
+    if now.terminal:  # as a tick would: the champion tag, the announcements, the queue
+        service.follow_up(SweepSummary(active=1))
         for started_id, outcome in admit_queued(service.launcher).items():
             if not isinstance(outcome, Exception):
                 log.info("job_events: run %s started from the queue", started_id)

@@ -106,7 +106,12 @@ def test_the_settings_name_the_storage_that_is_created():
     modules = parse(RESOURCES)["modules"]
     data = modules["dataStorage"]["config"]["params"]
     app = modules["functionApp"]["config"]["params"]
-    assert data["containers"] == [app["landingContainer"], app["datasetsContainer"]]
+    roles = modules["roles"]["config"]["params"]
+    assert data["containers"] == [
+        app["landingContainer"],
+        app["datasetsContainer"],
+        roles["deadLetterContainer"],  # the job events subscription's dead letters
+    ]
     assert data["queues"] == [app["settleQueue"]]
     assert data["tables"] == [app["runsTable"]]
     host = modules["hostStorage"]["config"]["params"]

@@ -16,6 +16,7 @@ IDENTITIES = {
     "ML compute": "computePrincipalId",
     "ML workspace": "workspacePrincipalId",
     "you (azd)": "principalId",
+    "job events topic": "jobEventsTopicPrincipalId",
 }
 SCOPES = {
     "data account": "dataStorage",
@@ -28,6 +29,7 @@ SCOPES = {
     "workspace storage": "mlStorage",
     "container registry": "registry",
     "notifications topic": "notifyTopic",
+    "dead-letter container": "deadLetters",
 }
 CONDITION = re.compile(r"\(when `(\w+)`[^)]*\)")
 
