@@ -89,7 +89,10 @@ class Launcher:
         from ..backends.snapshot import snapshot_batch
 
         data = self._landing(record)
-        snapshot_batch(self.store, self.settings, data, keys.data_version(self._key(record)))
+        try:
+            snapshot_batch(self.store, self.settings, data, keys.data_version(self._key(record)))
+        except Exception as exc:  # the submission snapshots again, and records what it finds
+            log.warning("run %s: data version not kept yet: %s", record.run_id, exc)
 
     def _landing(self, record: RunRecord) -> LandingBatch:
         container, _, batch = record.source.partition("/")

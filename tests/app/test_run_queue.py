@@ -129,3 +129,23 @@ def test_two_hosts_racing_on_one_ledger_never_exceed_the_cap(settings, store, cl
     assert len(backend.jobs) == 6 and len(running) == 3
     assert {r.run_id for r in running} == {r.run_id for r in queue[:3]}  # the oldest three
     assert len(read_slots(hosts[0].ledger.table).held) == 3
+
+
+def test_a_queued_run_keeps_the_content_it_was_keyed_on(capped, store, backend, clock):
+    from retrain import keys
+    from retrain.backends.snapshot import dataset_prefix
+
+    ids = _land(capped, store, clock, 3)
+    waiting = capped.ledger.get(ids[2])
+    container = capped.settings.landing_container
+    original = batch_files(n_train=12)  # what b02 held when it was queued
+    upload(store, container, "b02", batch_files(n_train=30))  # re-uploaded while it waits
+    prefix = dataset_prefix(capped.settings, keys.data_version(waiting.run_id))
+    for file, data in original.items():
+        kept = store.read_range(capped.settings.datasets_container, prefix + file, 0, len(data) + 1)
+        assert kept == data
+    _end(backend, capped, ids[0])
+    capped.sweep()
+    [request] = [s for s in backend.submits if s.run_id == waiting.run_id]
+    assert request.data_version == keys.data_version(waiting.run_id)
+    assert [b.etag for b in request.data.blobs] == [b["etag"] for b in waiting.blobs]
