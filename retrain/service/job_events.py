@@ -28,7 +28,7 @@ from .. import keys
 from ..backends.base import RunStatus
 from ..errors import CorruptDocumentError
 from .admission import admit_queued
-from .sweep import Moved, SweepSummary, _Tick, record_checked
+from .sweep import Moved, SweepSummary, Tick, record_checked
 
 if TYPE_CHECKING:
     from .core import RetrainService
@@ -90,7 +90,7 @@ def handle_job_event(service: RetrainService, event_type: str, data: Any) -> Eve
         return EventOutcome("unchanged", f"already {record.status.value}", run_id, logging.DEBUG)
     if record.status is RunStatus.QUEUED:
         return EventOutcome("queued", "waiting for a free slot", run_id, logging.DEBUG)
-    tick = _Tick(
+    tick = Tick(
         service.ledger,
         lambda: service.backend,
         service.launcher.resume,

@@ -125,7 +125,7 @@ def sweep(
     runs = ledger.active()
     if not runs:
         return SweepSummary()
-    tick = _Tick(ledger, backend, resume, clock, models)
+    tick = Tick(ledger, backend, resume, clock, models)
     deadline = time.monotonic() + budget_s
     pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(runs))))
     pending: set[Future[Result | Moved]] = {pool.submit(tick.check, run) for run in runs}
@@ -233,7 +233,7 @@ def _failed(run_id: str, exc: Exception) -> Result:
 
 
 @dataclass
-class _Tick:
+class Tick:
     """What one sweep needs while it reads job states concurrently."""
 
     ledger: Ledger
