@@ -1,6 +1,5 @@
-"""Azure Functions entry points (Python v2 programming model): bindings only.
-
-Each function turns its trigger into one call into ``retrain.service`` and answers:
+"""Azure Functions entry points (Python v2 programming model), bindings only: each function
+turns its trigger into one call into ``retrain.service`` and answers:
 
 - ``landing_blob``   blob trigger on ``%LANDING_CONTAINER%/{batch}/{file}``, SDK-type: names only.
 - ``settle_batch``   queue trigger on ``%SETTLE_QUEUE%``: re-checks a batch still changing.
