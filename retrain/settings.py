@@ -154,6 +154,7 @@ class Settings:
     # Model delivery: every Completed run registers a version; a better one becomes champion.
     model_name: str = "fashion-mnist-cnn"
     promote_min_gain: float = 0.0  # accuracy difference over the champion needed to promote
+    serve_max_images: int = 512  # images one scoring request may hold (python -m retrain serve)
 
     # Azure ML workspace (or a config.json found like MLClient.from_config does).
     subscription_id: str | None = None
@@ -224,6 +225,7 @@ class Settings:
             local_models_dir=Path(models_dir) if models_dir else PROJECT_ROOT / ".models",
             model_name=_model_name(env.get("MODEL_NAME", "").strip() or cls.model_name),
             promote_min_gain=_gain(env),
+            serve_max_images=_int(env, "SERVE_MAX_IMAGES", cls.serve_max_images),
             subscription_id=env.get("AZURE_SUBSCRIPTION_ID", "").strip() or None,
             resource_group=env.get("AZURE_RESOURCE_GROUP", "").strip() or None,
             workspace_name=env.get("AZUREML_WORKSPACE_NAME", "").strip() or None,
