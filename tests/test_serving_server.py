@@ -236,6 +236,7 @@ def test_the_command_serves_and_stops_cleanly_on_a_signal(registry: Registry, si
     assert "Traceback" not in err
     with pytest.raises(OSError):
         post_images(f"{url}/score", BATCH[:1], timeout=5)
+    assert not list((registry.models_dir / NAME / ".serving").glob("*.json"))  # forgotten
 
 
 @pytest.mark.parametrize(
@@ -272,3 +273,32 @@ def test_a_port_in_use_is_one_line(registry: Registry) -> None:
         port = taken.getsockname()[1]
         with pytest.raises(ConfigurationError, match=rf"--port {port}: cannot listen on 127.0.0.1"):
             LocalServing(registry.models_dir, NAME, port=port)
+
+
+def test_where_it_serves_is_on_record_while_it_runs(registry: Registry) -> None:
+    from retrain.cli.models import serving_lines
+    from retrain.serving.where import served
+
+    settings = registry.settings
+    with LocalServing(registry.models_dir, NAME, port=0, poll_seconds=3600) as serving:
+        (record,) = served(registry.models_dir, NAME)
+        assert record["version"] == "v1" and record["url"] == serving.url
+        assert record["pid"] == os.getpid()
+        registry.add("v2", seed=2)
+        assert serving.watcher.check() is True
+        assert [r["version"] for r in served(registry.models_dir, NAME)] == ["v2"]
+        (line,) = serving_lines(settings)
+        assert line.startswith(f"served by python -m retrain serve: version v2 on {serving.url}")
+    assert served(registry.models_dir, NAME) == []
+    assert serving_lines(settings) == []
+
+
+def test_a_server_that_vanished_is_not_listed(registry: Registry) -> None:
+    from retrain.serving.where import record_serving, served
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    record_serving(registry.models_dir, NAME, "v1", "http://127.0.0.1:1", 1)
+    path = registry.models_dir / NAME / ".serving" / "1.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "pid": int(gone.stdout)}))
+    assert served(registry.models_dir, NAME) == []

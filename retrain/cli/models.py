@@ -32,7 +32,20 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(json.dumps(document))
     else:
         print(models_table(document))
+        for line in serving_lines(settings):
+            print(line)
     return 0
+
+
+def serving_lines(settings: Settings) -> list[str]:
+    """One line per running ``python -m retrain serve`` of this model (the local registry)."""
+    from ..serving.where import served
+
+    return [
+        f"served by python -m retrain serve: version {s['version']} on {s['url']} "
+        f"(pid {s['pid']}, since {s['since']})"
+        for s in served(settings.local_models_dir, settings.model_name)
+    ]
 
 
 def storage_hint(settings: Settings, exc: Exception) -> str:

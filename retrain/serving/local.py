@@ -18,8 +18,9 @@ from types import FrameType, TracebackType
 from ..errors import ConfigurationError
 from .champion import ChampionFolder, find_champion
 from .payload import Limits
-from .scoring import ModelLoadError, load_model
+from .scoring import LoadedModel, ModelLoadError, load_model
 from .server import ChampionWatcher, ModelSlot, ScoringServer
+from .where import forget_serving, record_serving
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,15 @@ class LocalServing:
         except OSError as exc:
             why = exc.strerror or type(exc).__name__
             raise ConfigurationError(f"--port {port}: cannot listen on {HOST} ({why})") from None
-        self.watcher = ChampionWatcher(self.slot, self.find, poll_seconds)
+        self.watcher = ChampionWatcher(self.slot, self.find, poll_seconds, self._record)
         self._thread: threading.Thread | None = None
+
+    def _record(self, model: LoadedModel) -> None:
+        """Say where this server is and what it serves (``python -m retrain models`` reads it)."""
+        record_serving(self.models_dir, self.model_name, model.version, self.url, self.server.port)
+
+    def _forget(self) -> None:
+        forget_serving(self.models_dir, self.model_name, self.server.port)
 
     def find(self) -> ChampionFolder | None:
         return find_champion(self.models_dir, self.model_name)
@@ -76,6 +84,7 @@ class LocalServing:
     # --- in the background (tests, benchmark, the demo's sample) --------------------------------
 
     def start(self) -> LocalServing:
+        self._record(self.slot.model)
         self.watcher.start()
         self._thread = threading.Thread(target=self.server.serve_forever, name="serve", daemon=True)
         self._thread.start()
@@ -88,6 +97,7 @@ class LocalServing:
             self.server.shutdown()
             self._thread.join()
         self.server.server_close()  # joins the request threads (block_on_close)
+        self._forget()
 
     def __enter__(self) -> LocalServing:
         return self.start()
@@ -112,6 +122,7 @@ class LocalServing:
             threading.Thread(target=self.server.shutdown, daemon=True).start()
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self._record(self.slot.model)
         self.watcher.start()
         try:
             self.server.serve_forever()
@@ -120,4 +131,5 @@ class LocalServing:
                 signal.signal(sig, handler)
             self.watcher.stop()
             self.server.server_close()
+            self._forget()
         log.info("serve: stopped")

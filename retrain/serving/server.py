@@ -207,9 +207,16 @@ class ChampionWatcher(threading.Thread):
     swaps it in. A version that fails to load is logged once and not retried until another
     version is champion (the served model goes on answering)."""
 
-    def __init__(self, slot: ModelSlot, find: Finder, interval: float) -> None:
+    def __init__(
+        self,
+        slot: ModelSlot,
+        find: Finder,
+        interval: float,
+        on_swap: Callable[[LoadedModel], None] | None = None,
+    ) -> None:
         super().__init__(name="champion-watcher", daemon=True)
         self.slot = slot
+        self.on_swap = on_swap
         self.find = find
         self.interval = interval
         self.stopped = threading.Event()
@@ -241,6 +248,8 @@ class ChampionWatcher(threading.Thread):
         old = self.slot.swap(model)
         self.last_swap_seconds = time.perf_counter() - started
         self.failed = None
+        if self.on_swap is not None:
+            self.on_swap(model)
         log.info("serve: swapped %s -> %s (loaded in %.2f s; requests in flight finish on %s)",
                  old.label, model.label, self.last_swap_seconds, old.version)  # fmt: skip
         return True
