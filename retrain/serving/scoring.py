@@ -58,7 +58,7 @@ class LoadedModel:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities (N x 10, float32) for uint8 N x 28 x 28 images."""
-        x = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
+        x = torch.from_numpy(np.require(images, np.uint8, ["C", "W"])).unsqueeze(1)
         out = []
         with torch.inference_mode():
             for i in range(0, len(x), BATCH):
