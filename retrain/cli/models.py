@@ -34,6 +34,11 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(models_table(document))
         for line in serving_lines(settings):
             print(line)
+        if settings.serve_endpoint:
+            from ..serving.rollout import describe, rollout_state
+
+            state = rollout_state(ledger.table, settings.serve_endpoint)
+            print(describe(state) if state else f"rollout onto {settings.serve_endpoint}: none yet")
     return 0
 
 

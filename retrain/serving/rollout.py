@@ -78,9 +78,7 @@ class Rollouts:
         self.row = f"{ROLLOUT}{self.endpoint}"
 
     def state(self) -> dict[str, Any] | None:
-        """The rollout row as ``GET /api/models`` or ``python -m retrain models`` may show it."""
-        found = self.table.get(self.row)
-        return {"endpoint": self.endpoint, **found.props} if found else None
+        return rollout_state(self.table, self.endpoint)
 
     def tick(self, tick: Tick | None = None, max_steps: int = 8) -> Tick:
         tick = tick or Tick()
@@ -310,6 +308,22 @@ class Rollouts:
     @staticmethod
     def _name(props: dict[str, Any]) -> str:
         return f"{props.get('model')}:{props.get('version')}"
+
+
+def rollout_state(table: Table, endpoint: str) -> dict[str, Any] | None:
+    """The endpoint's rollout row (the one in progress, or the last), for people to read."""
+    found = table.get(f"{ROLLOUT}{endpoint}")
+    return {"endpoint": endpoint, **found.props} if found else None
+
+
+def describe(state: dict[str, Any]) -> str:
+    """One line: ``python -m retrain models`` prints it under the versions."""
+    head = f"rollout onto {state['endpoint']}: version {state.get('version')}, {state.get('step')}"
+    if state.get("step") == "done":
+        return f"{head}: serving 100% on {state.get('deployment')} ({state.get('smoke')})"
+    if state.get("step") == "failed":
+        return f"{head}: {state.get('reason')}; traffic unchanged"
+    return f"{head} (since {state.get('updated_at')})"
 
 
 def _deployment(version: str) -> str:

@@ -252,3 +252,14 @@ def test_off_unless_serve_endpoint_is_set(world: World, monkeypatch: pytest.Monk
     world.service = service_module.get_service()
     world.run("r1", seed=1)
     assert world.tick().lines == [] and world.fake.endpoint(EP) is None
+
+
+def test_the_state_reads_in_one_line(world: World) -> None:
+    from retrain.serving.rollout import describe
+
+    _serving_r1(world)
+    line = describe(world.state())
+    assert line.startswith(f"rollout onto {EP}: version r1, done: serving 100% on {v('r1')} (")
+    world.run("r2", seed=2, recorded=0.99)
+    world.tick()
+    assert describe(world.state()).endswith("traffic unchanged")
