@@ -240,3 +240,35 @@ def test_azureml_init_and_run(model_dir: Path, tmp_path: Path) -> None:
             return png.getvalue()
 
     assert azureml_score.run(Request())["count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"SERVE_MAX_IMAGES": "0"}, "SERVE_MAX_IMAGES: must be at least 1, got 0"),
+        ({"SERVE_SMOKE_IMAGES": "100"}, "SERVE_SMOKE_IMAGES: must be at least 256, got 100"),
+        (
+            {"SERVE_ENDPOINT": "-bad"},
+            "SERVE_ENDPOINT: expected 3 to 32 letters, digits and hyphens",
+        ),
+        ({"SERVE_ENDPOINT": "x" * 33}, "SERVE_ENDPOINT: expected 3 to 32"),
+    ],
+)
+def test_serving_settings_are_checked(env: dict[str, str], expected: str) -> None:
+    from retrain.errors import ConfigurationError
+    from retrain.settings import Settings
+
+    with pytest.raises(ConfigurationError) as error:
+        Settings.from_env(env)
+    assert str(error.value).startswith(expected)
+
+
+def test_serving_settings_defaults_and_values() -> None:
+    from retrain.settings import Settings
+
+    default = Settings.from_env({})
+    assert (default.serve_endpoint, default.serve_max_images, default.serve_smoke_images) == (
+        None, 512, 256,
+    )  # fmt: skip
+    assert default.serve_instance_type == "Standard_DS3_v2"
+    assert Settings.from_env({"SERVE_ENDPOINT": "fashion-ep"}).serve_endpoint == "fashion-ep"
