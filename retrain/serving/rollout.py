@@ -80,7 +80,7 @@ class Rollouts:
     def state(self) -> dict[str, Any] | None:
         return rollout_state(self.table, self.endpoint)
 
-    def tick(self, tick: Tick | None = None, max_steps: int = 8) -> Tick:
+    def tick(self, tick: Tick | None = None, max_steps: int = 12) -> Tick:
         tick = tick or Tick()
         for _ in range(max_steps):
             if not self._step(tick):
