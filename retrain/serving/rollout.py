@@ -4,7 +4,8 @@ One row in the runs table, ``rollout|<endpoint>``, holds the rollout in progress
 one), and every step is written to it guarded by the ETag it was read with: of two ticks that
 race, one moves it and the other stops. The timer calls ``advance_rollouts`` each tick; a tick
 takes every step it can and stops at the first one that must wait (a deployment provisioning)
-or that fails for a while (throttling, an outage: the next tick tries again)::
+or that fails for a while (throttling, an outage: the next tick tries again). A step before
+``shift`` that has made no progress for ``STUCK_MINUTES`` fails the rollout::
 
     endpoint   create the endpoint (key auth) if it does not exist
     deploying  create the deployment named after the model version (0 % traffic) and wait for it
@@ -24,9 +25,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..clock import iso, utcnow
+from ..clock import iso, parse_time, utcnow
 from ..errors import PermanentError, TransientError
 from ..ledger.encoding import dumps
 from ..ledger.outbox_rows import DUE_NOW, OUTBOX
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 ROLLOUT = "rollout|"
 BEFORE_TRAFFIC = ("endpoint", "deploying", "smoke")
 ENDED = ("done", "failed")
+STUCK_MINUTES = 60  # a step before traffic moves may wait this long (a deployment: ~15)
 
 
 @dataclass
@@ -106,6 +109,9 @@ class Rollouts:
         if state.get("version") != champion.version and state.get("step") in BEFORE_TRAFFIC:
             why = f"superseded by version {champion.version}, promoted meanwhile"
             return self._move(found, {"step": "undo", "reason": why}, tick)
+        if state.get("step") in BEFORE_TRAFFIC and self._stuck(state):
+            why = f"no progress for {STUCK_MINUTES} minutes (since {state.get('updated_at')})"
+            return self._move(found, {"step": "undo", "reason": f"{state['step']}: {why}"}, tick)
         try:
             return self._act(found, tick)
         except TransientError as exc:
@@ -120,6 +126,13 @@ class Rollouts:
                 )
             tick.lines.append(f"rollout {self._name(state)}: {state['step']}: {exc}; next tick")
             return False
+
+    @staticmethod
+    def _stuck(state: dict[str, Any]) -> bool:
+        """A step before traffic moves that has waited too long: a deployment that never
+        provisions, or one that keeps answering 5xx to the smoke test."""
+        since = parse_time(state.get("updated_at"))
+        return since is not None and utcnow() - since > timedelta(minutes=STUCK_MINUTES)
 
     def _takes_traffic(self, deployment: str) -> bool:
         """Whether the refused traffic update moved traffic after all (then it goes on)."""

@@ -263,3 +263,21 @@ def test_the_state_reads_in_one_line(world: World) -> None:
     world.run("r2", seed=2, recorded=0.99)
     world.tick()
     assert describe(world.state()).endswith("traffic unchanged")
+
+
+def test_a_deployment_that_never_provisions_fails_after_an_hour(world: World) -> None:
+    _serving_r1(world)
+    world.fake.hold_provisioning(v("r2"))
+    world.run("r2", seed=2)
+    world.tick()
+    assert world.state()["step"] == "deploying"
+    row = world.service.ledger.table.get(f"rollout|{EP}")
+    hours_ago = iso(utcnow().replace(year=utcnow().year - 1))
+    world.service.ledger.table.transact(
+        [Op("replace", row.row, {**row.props, "updated_at": hours_ago}, etag=row.etag)]
+    )
+    tick = world.tick()
+    assert tick.failed == 1
+    assert world.state()["reason"].startswith("deploying: no progress for 60 minutes")
+    assert world.fake.traffic(EP) == {v("r1"): 100}
+    assert list(world.fake.deployments(EP)) == [v("r1")]
