@@ -135,6 +135,19 @@ def _queue_name(name: str) -> str:
     return name
 
 
+def _endpoint_name(name: str) -> str | None:
+    """Azure ML's rule for an online endpoint's name (3-32 letters, digits and hyphens, a letter
+    first, no hyphen last), checked up front; empty: serving on Azure ML is off."""
+    if not name:
+        return None
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]", name):
+        raise ConfigurationError(
+            "SERVE_ENDPOINT: expected 3 to 32 letters, digits and hyphens, starting with a "
+            f"letter and not ending with a hyphen; got {name!r}"
+        )
+    return name
+
+
 def _url(env: Mapping[str, str], name: str) -> str | None:
     """A notification URL that can be reached: http(s), a host name or address, a valid port.
     The message never repeats the URL (a webhook URL may carry a token)."""
@@ -178,6 +191,11 @@ class Settings:
     # Model delivery: every Completed run registers a version; a better one becomes champion.
     model_name: str = "fashion-mnist-cnn"
     promote_min_gain: float = 0.0  # accuracy difference over the champion needed to promote
+    serve_max_images: int = 512  # images one scoring request may hold (python -m retrain serve)
+    # Azure ML serving (opt-in): each new champion is rolled out to this managed online endpoint.
+    serve_endpoint: str | None = None
+    serve_instance_type: str = "Standard_DS3_v2"  # the smallest SKU the docs deem workable
+    serve_smoke_images: int = 256  # of the run's own test images, replayed before traffic moves
 
     # Azure ML workspace (or a config.json found like MLClient.from_config does).
     subscription_id: str | None = None
@@ -251,6 +269,11 @@ class Settings:
             local_models_dir=Path(models_dir) if models_dir else PROJECT_ROOT / ".models",
             model_name=_model_name(env.get("MODEL_NAME", "").strip() or cls.model_name),
             promote_min_gain=_gain(env),
+            serve_max_images=_int(env, "SERVE_MAX_IMAGES", cls.serve_max_images),
+            serve_endpoint=_endpoint_name(env.get("SERVE_ENDPOINT", "").strip()),
+            serve_instance_type=env.get("SERVE_INSTANCE_TYPE", "").strip()
+            or cls.serve_instance_type,
+            serve_smoke_images=_int(env, "SERVE_SMOKE_IMAGES", cls.serve_smoke_images, minimum=256),
             subscription_id=env.get("AZURE_SUBSCRIPTION_ID", "").strip() or None,
             resource_group=env.get("AZURE_RESOURCE_GROUP", "").strip() or None,
             workspace_name=env.get("AZUREML_WORKSPACE_NAME", "").strip() or None,

@@ -24,6 +24,7 @@ from .flags import non_negative_float, non_negative_int, positive_float, positiv
 from .models import cmd_models
 from .pack import add_data_parser
 from .run import add_champion_flags, cmd_run, cmd_status
+from .serve import add_serve_parser
 
 PROG = "python -m retrain"
 EXIT_ERROR = 2  # a RetrainError; a run that ends Failed exits 1 (cli.run)
@@ -38,6 +39,7 @@ examples:
   {PROG} run azureml:fashion-mnist:7 --backend azureml
   {PROG} status fashion-retrain-0123456789abcdef
   {PROG} models                                registered versions and the champion
+  {PROG} serve --port 8080                     score images with the champion (POST /score)
   {PROG} data pack ./my-images                 an image folder -> the four IDX files
 
 DATA is a folder holding train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte
@@ -149,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(func=cmd_models)
 
     add_data_parser(commands)
+    add_serve_parser(commands)
 
     commands.add_parser(
         "demo",

@@ -32,7 +32,25 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(json.dumps(document))
     else:
         print(models_table(document))
+        for line in serving_lines(settings):
+            print(line)
+        if settings.serve_endpoint:
+            from ..serving.rollout import describe, rollout_state
+
+            state = rollout_state(ledger.table, settings.serve_endpoint)
+            print(describe(state) if state else f"rollout onto {settings.serve_endpoint}: none yet")
     return 0
+
+
+def serving_lines(settings: Settings) -> list[str]:
+    """One line per running ``python -m retrain serve`` of this model (the local registry)."""
+    from ..serving.where import served
+
+    return [
+        f"served by python -m retrain serve: version {s['version']} on {s['url']} "
+        f"(pid {s['pid']}, since {s['since']})"
+        for s in served(settings.local_models_dir, settings.model_name)
+    ]
 
 
 def storage_hint(settings: Settings, exc: Exception) -> str:

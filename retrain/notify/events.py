@@ -17,11 +17,12 @@ SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/cloudevents+json"  # structured mode, one event per request
 PREFIX = "fashion.retrain"
 PROMOTED = f"{PREFIX}.model.promoted"
+DEPLOYED, DEPLOY_FAILED = f"{PREFIX}.model.deployed", f"{PREFIX}.model.deploy_failed"  # rollout
 RUN_TYPES: dict[str, str] = {
     status: f"{PREFIX}.run.{status.lower()}"
     for status in ("Completed", "Failed", "Canceled", "Rejected")
 }
-TYPES = frozenset({*RUN_TYPES.values(), PROMOTED})
+TYPES = frozenset({*RUN_TYPES.values(), PROMOTED, DEPLOYED, DEPLOY_FAILED})
 
 
 def event_type(status: str) -> str:

@@ -63,6 +63,7 @@ from azure.storage.blob import (
     ContainerSasPermissions,
     generate_container_sas,
 )
+from fake_endpoints import OnlineEndpoints
 from fake_http import FakeCredential as FakeCredential  # re-exported: tests sign in with it
 from fake_http import Fault, Recorded, error, not_found, serve
 from fake_models import ModelsAndChildren
@@ -90,7 +91,7 @@ ENDED = {"Completed", "Failed", "Canceled"}  # run history stamps an end time
 
 
 @dataclass
-class FakeAzureML(ModelsAndChildren):
+class FakeAzureML(ModelsAndChildren, OnlineEndpoints):
     """State and controls of one fake workspace; ``serve()`` runs it on loopback."""
 
     storage_connection: str  # Azurite: the workspace's storage
@@ -213,6 +214,8 @@ class FakeAzureML(ModelsAndChildren):
             answer = self.models_route(method, path, tail, query, body)
             if answer is not None:
                 return answer
+        if tail.startswith("/onlineEndpoints/"):  # fake_endpoints
+            return self.endpoints_route(method, path, tail, query, body) or not_found(method, path)
         return not_found(method, path)
 
     # ---- resources --------------------------------------------------------------------------
