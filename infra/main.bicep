@@ -48,6 +48,12 @@ param landingContainer string = 'landing'
 @description('true: an Event Grid topic for run notifications (CloudEvents), wired to the app as NOTIFY_EVENTGRID_ENDPOINT, with the publisher role.')
 param notifyEventGrid bool = false
 
+@description('true: each new champion is rolled out to a managed online endpoint (SERVE_ENDPOINT), run as its own identity; at least one SERVE_INSTANCE_TYPE instance then runs around the clock (docs/deploy.md, idle cost).')
+param serveEnabled bool = false
+
+@description('The VM size of each serving deployment (one instance).')
+param serveInstanceType string = 'Standard_DS3_v2'
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 
@@ -74,6 +80,8 @@ module resources 'resources.bicep' = {
     mlStorageIdentityOnly: mlStorageIdentityOnly
     landingContainer: landingContainer
     notifyEventGrid: notifyEventGrid
+    serveEnabled: serveEnabled
+    serveInstanceType: serveInstanceType
   }
 }
 

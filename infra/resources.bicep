@@ -12,6 +12,8 @@ param cpuMaxNodes int
 param mlStorageIdentityOnly bool
 param landingContainer string
 param notifyEventGrid bool
+param serveEnabled bool
+param serveInstanceType string
 
 var runsTable = 'runs'
 var settleQueue = 'retrain-settle'
@@ -30,6 +32,13 @@ resource functionIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023
 
 resource computeIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: 'id-mlcompute-${resourceToken}'
+  location: location
+  tags: tags
+}
+
+// serveEnabled: the identity the online endpoint runs as (pulls the image, reads the model).
+resource serveIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = if (serveEnabled) {
+  name: 'id-mlserve-${resourceToken}'
   location: location
   tags: tags
 }
@@ -127,6 +136,9 @@ module functionApp 'modules/function-app.bicep' = {
     gpuInstanceType: gpuVmSize
     mlEnvironment: ml.outputs.environment
     notifyEventGridEndpoint: notifyEventGrid ? notifyTopic.properties.endpoint : ''
+    serveEndpoint: serveEnabled ? 'fashion-${resourceToken}' : ''
+    serveIdentityId: serveEnabled ? serveIdentity.id : ''
+    serveInstanceType: serveInstanceType
   }
 }
 
@@ -151,6 +163,9 @@ module roles 'modules/roles.bicep' = {
     notifyTopicName: notifyEventGrid ? notifyTopic.name : ''
     jobEventsTopicPrincipalId: jobEventsTopic.identity.principalId
     deadLetterContainer: deadLetterContainer
+    serveEnabled: serveEnabled
+    serveIdentityName: serveEnabled ? serveIdentity.name : ''
+    servePrincipalId: serveEnabled ? serveIdentity.properties.principalId : ''
   }
 }
 

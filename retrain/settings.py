@@ -148,6 +148,24 @@ def _endpoint_name(name: str) -> str | None:
     return name
 
 
+def _identity_id(resource_id: str) -> str | None:
+    """A user-assigned managed identity's ARM resource id (the endpoint runs as it); empty:
+    the endpoint gets a system-assigned identity."""
+    if not resource_id:
+        return None
+    pattern = (
+        r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
+        r"Microsoft\.ManagedIdentity/userAssignedIdentities/[^/]+"
+    )
+    if not re.fullmatch(pattern, resource_id, flags=re.IGNORECASE):
+        raise ConfigurationError(
+            "SERVE_IDENTITY: expected a user-assigned identity's resource id "
+            "(/subscriptions/<id>/resourceGroups/<group>/providers/"
+            f"Microsoft.ManagedIdentity/userAssignedIdentities/<name>); got {resource_id[:200]!r}"
+        )
+    return resource_id
+
+
 def _url(env: Mapping[str, str], name: str) -> str | None:
     """A notification URL that can be reached: http(s), a host name or address, a valid port.
     The message never repeats the URL (a webhook URL may carry a token)."""
@@ -194,6 +212,7 @@ class Settings:
     serve_max_images: int = 512  # images one scoring request may hold (python -m retrain serve)
     # Azure ML serving (opt-in): each new champion is rolled out to this managed online endpoint.
     serve_endpoint: str | None = None
+    serve_identity: str | None = None  # a user-assigned identity's resource id for the endpoint
     serve_instance_type: str = "Standard_DS3_v2"  # the smallest SKU the docs deem workable
     serve_smoke_images: int = 256  # of the run's own test images, replayed before traffic moves
 
@@ -271,6 +290,7 @@ class Settings:
             promote_min_gain=_gain(env),
             serve_max_images=_int(env, "SERVE_MAX_IMAGES", cls.serve_max_images),
             serve_endpoint=_endpoint_name(env.get("SERVE_ENDPOINT", "").strip()),
+            serve_identity=_identity_id(env.get("SERVE_IDENTITY", "").strip()),
             serve_instance_type=env.get("SERVE_INSTANCE_TYPE", "").strip()
             or cls.serve_instance_type,
             serve_smoke_images=_int(env, "SERVE_SMOKE_IMAGES", cls.serve_smoke_images, minimum=256),

@@ -252,6 +252,11 @@ def test_azureml_init_and_run(model_dir: Path, tmp_path: Path) -> None:
             "SERVE_ENDPOINT: expected 3 to 32 letters, digits and hyphens",
         ),
         ({"SERVE_ENDPOINT": "x" * 33}, "SERVE_ENDPOINT: expected 3 to 32"),
+        ({"SERVE_IDENTITY": "id-serve"}, "SERVE_IDENTITY: expected a user-assigned identity"),
+        (
+            {"SERVE_IDENTITY": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Web/sites/x"},
+            "SERVE_IDENTITY: expected a user-assigned identity",
+        ),
     ],
 )
 def test_serving_settings_are_checked(env: dict[str, str], expected: str) -> None:

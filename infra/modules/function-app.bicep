@@ -13,6 +13,8 @@
 //   TRAIN_BATCH_SIZE=256
 //   TRAIN_LEARNING_RATE=              (auto: the model preset's own)
 //   TRAIN_SEED=0
+//   SERVE_MAX_IMAGES=512              (images one scoring request may hold)
+//   SERVE_SMOKE_IMAGES=256            (test images replayed through a new deployment before it takes traffic)
 //   NOTIFY_WEBHOOK_URL=               (optional sink: set it, and its secret, as app settings or Key Vault references)
 //   NOTIFY_WEBHOOK_SECRET=            (optional: the webhook's HMAC secret; never in a template)
 // AzureWebJobsStorage and DataStorage are identity-based: their __serviceUri settings below.
@@ -47,6 +49,11 @@ param modelName string = 'fashion-mnist-cnn'
 param experimentName string = 'fashion-retraining'
 param trainEpochs int = 20
 param sweepSchedule string = '0 */5 * * * *'
+@description('The managed online endpoint each new champion is rolled out to (serveEnabled); empty: off.')
+param serveEndpoint string = ''
+@description('The identity the endpoint runs as (serveEnabled); empty: none.')
+param serveIdentityId string = ''
+param serveInstanceType string = 'Standard_DS3_v2'
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
@@ -115,6 +122,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'MODEL_NAME', value: modelName }
         { name: 'EXPERIMENT_NAME', value: experimentName }
         { name: 'TRAIN_EPOCHS', value: string(trainEpochs) }
+        // Serving (opt-in: serveEnabled): the champion rolled out to a managed online endpoint.
+        { name: 'SERVE_ENDPOINT', value: serveEndpoint }
+        { name: 'SERVE_IDENTITY', value: serveIdentityId }
+        { name: 'SERVE_INSTANCE_TYPE', value: serveInstanceType }
       ]
     }
     functionAppConfig: {

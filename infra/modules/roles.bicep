@@ -22,6 +22,11 @@ param notifyTopicName string = ''
 @description('The workspace\'s job events system topic\'s identity (it dead-letters events).')
 param jobEventsTopicPrincipalId string
 param deadLetterContainer string
+@description('true: serving is on; the online endpoint runs as the identity below.')
+param serveEnabled bool = false
+param serveIdentityName string = ''
+@description('That identity\'s principal (serveEnabled); empty: serving is off.')
+param servePrincipalId string = ''
 
 // Built-in role definition ids (the same in every tenant).
 var roles = {
@@ -35,6 +40,7 @@ var roles = {
   'AzureML Data Scientist': 'f6c7c914-8db3-469d-8ca1-694a8f32e121'
   AcrPull: '7f951dda-4ed3-4680-a7ca-43fe172d538d'
   'EventGrid Data Sender': 'd5a91429-5739-47e2-a06b-3470a27159e7'
+  'Managed Identity Operator': 'f1a07417-d97a-45cb-824c-7a7467783830'
 }
 
 resource dataStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -71,6 +77,11 @@ resource mlStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
 resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' existing = {
   name: registryName
+}
+
+// Only referenced (by the assignments below) when serving is on.
+resource serveIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' existing = {
+  name: empty(serveIdentityName) ? 'none' : serveIdentityName
 }
 
 resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
@@ -258,5 +269,40 @@ resource jobEventsDeadLetter 'Microsoft.Authorization/roleAssignments@2022-04-01
     principalId: jobEventsTopicPrincipalId
     principalType: 'ServicePrincipal'
     description: 'Event Grid writes the job events it could not deliver to job_events into this one container, and nowhere else.'
+  }
+}
+
+// --- serving (serveEnabled): the online endpoint's identity ---------------------------------
+
+resource funcServeIdentity 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (serveEnabled) {
+  name: guid(serveIdentity.id, functionPrincipalId, roles['Managed Identity Operator'])
+  scope: serveIdentity
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['Managed Identity Operator'])
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Create the online endpoint with this identity (attaching a user-assigned identity needs it); on this one identity only.'
+  }
+}
+
+resource serveRegistry 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (serveEnabled) {
+  name: guid(registry.id, servePrincipalId, roles.AcrPull)
+  scope: registry
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.AcrPull)
+    principalId: servePrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'The online deployment pulls the environment image as this identity.'
+  }
+}
+
+resource serveMlStorage 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (serveEnabled) {
+  name: guid(mlStorage.id, servePrincipalId, roles['Storage Blob Data Reader'])
+  scope: mlStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles['Storage Blob Data Reader'])
+    principalId: servePrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'The online deployment reads the registered model and its scoring code from the workspace storage.'
   }
 }

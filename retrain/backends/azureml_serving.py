@@ -76,8 +76,18 @@ class OnlineEndpoints:
                 return
             except ResourceNotFoundError:
                 pass
-            endpoint = ManagedOnlineEndpoint(name=name, auth_mode="key")
+            endpoint = ManagedOnlineEndpoint(name=name, auth_mode="key", identity=self._identity())
             self.client.online_endpoints.begin_create_or_update(endpoint).result()
+
+    def _identity(self) -> Any:  # -> IdentityConfiguration | None
+        """SERVE_IDENTITY: the user-assigned identity the endpoint pulls its image and reads its
+        model as (its roles granted by `azd up`); unset: Azure ML's system-assigned one."""
+        if not self._settings.serve_identity:
+            return None
+        from azure.ai.ml.entities import IdentityConfiguration, ManagedIdentityConfiguration
+
+        uai = ManagedIdentityConfiguration(resource_id=self._settings.serve_identity)
+        return IdentityConfiguration(type="user_assigned", user_assigned_identities=[uai])
 
     def traffic(self, endpoint: str) -> dict[str, int]:
         """Each deployment's share of the traffic; {} when the endpoint does not exist."""

@@ -194,7 +194,21 @@ def _finish(run) -> int:
         _say(f"{run.status.value}: {run.reason or ''}")
     if run.model:
         _show_model(run.model)
+        if run.model.get("version") is not None and run.run_dir:
+            _serve_champion(Path(run.run_dir))
     return 0 if run.status.value == "Completed" else 1
+
+
+def _serve_champion(run_dir: Path) -> None:
+    """Serve the registry's champion as ``python -m retrain serve`` would; score a few images."""
+    from ..service.core import get_service
+    from ..serving.sample import serve_and_score
+
+    settings = get_service().settings
+    _say("7. the champion, served as python -m retrain serve serves it:")
+    serve_and_score(settings.local_models_dir, settings.model_name, run_dir, say=_say)
+    serve = f"LOCAL_MODELS_DIR={settings.local_models_dir} python -m retrain serve"
+    _say(f"to serve it yourself: {serve}")
 
 
 def _show_model(model: dict) -> None:

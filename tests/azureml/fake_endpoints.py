@@ -134,7 +134,7 @@ class OnlineEndpoints:
             "name": name,
             "type": "Microsoft.MachineLearningServices/workspaces/onlineEndpoints",
             "location": "westeurope",
-            "identity": {"type": "SystemAssigned"},
+            "identity": body.get("identity") or {"type": "SystemAssigned"},
             "properties": props,
             "key": key,  # the fake's own: listKeys answers it
         }

@@ -254,6 +254,23 @@ def test_off_unless_serve_endpoint_is_set(world: World, monkeypatch: pytest.Monk
     assert world.tick().lines == [] and world.fake.endpoint(EP) is None
 
 
+def test_the_endpoint_runs_as_serve_identity_when_it_is_set(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert world.fake.endpoint(EP) is None
+    uai = (
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/"
+        "Microsoft.ManagedIdentity/userAssignedIdentities/id-serve"
+    )
+    monkeypatch.setenv("SERVE_IDENTITY", uai)
+    service_module.set_service(None)
+    world.service = service_module.get_service()
+    _serving_r1(world)
+    identity = world.fake.endpoint(EP)["identity"]
+    assert identity["type"].lower() == "userassigned"
+    assert [key.lower() for key in identity["userAssignedIdentities"]] == [uai.lower()]
+
+
 def test_the_state_reads_in_one_line(world: World) -> None:
     from retrain.serving.rollout import describe
 

@@ -17,6 +17,7 @@ IDENTITIES = {
     "ML workspace": "workspacePrincipalId",
     "you (azd)": "principalId",
     "job events topic": "jobEventsTopicPrincipalId",
+    "serving endpoint": "servePrincipalId",
 }
 SCOPES = {
     "data account": "dataStorage",
@@ -30,6 +31,7 @@ SCOPES = {
     "container registry": "registry",
     "notifications topic": "notifyTopic",
     "dead-letter container": "deadLetters",
+    "serving identity": "serveIdentity",
 }
 CONDITION = re.compile(r"\(when `(\w+)`[^)]*\)")
 
