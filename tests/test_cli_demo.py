@@ -111,5 +111,6 @@ def test_status_of_an_unknown_run_names_both_folders_and_the_setting(demo_runs, 
     assert result.code == 2
     assert result.err.strip() == (
         f"error: no local run '0123456789abcdef' (looked in {tmp_path / 'runs'} and {demo_runs}); "
-        "set LOCAL_RUNS_DIR to the folder that holds it"
+        "set LOCAL_RUNS_DIR to the folder that holds it (a run still Queued has no job yet: "
+        "GET /api/retrain/<run id> gives its place in the queue)"
     )

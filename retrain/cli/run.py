@@ -321,7 +321,8 @@ def _local_status(target: str, settings: Settings, *, as_json: bool) -> int:
         looked = " and ".join(str(folder) for folder in folders)
         raise NotFoundError(
             f"no local run {target!r} (looked in {looked}); set LOCAL_RUNS_DIR to the folder "
-            "that holds it"
+            "that holds it (a run still Queued has no job yet: GET /api/retrain/<run id> gives "
+            "its place in the queue)"
         )
     run_dir = run_dir.resolve()
     if run_dir.parent == DEMO_RUNS.resolve() != settings.local_runs_dir.resolve():
