@@ -44,7 +44,7 @@ from ..landing.decisions import (
 from ..ledger.records import RunRecord
 from ..ledger.runs import DamagedRun, Ledger
 from ..models.delivery import ModelBook, ModelDesk
-from ..notify.outbox import announcer, deliver, sink_names
+from ..notify.outbox import announcer, deliver, limits, sink_names
 from ..settings import Settings
 from ..storage import BlobStore, MessageQueue
 from .submission import Launcher
@@ -268,7 +268,7 @@ class RetrainService:
         summary = self._sync_champion_tag(summary)
         if not sink_names(self.settings):
             return summary
-        delivery = deliver(self.ledger, self.sinks, self.clock())
+        delivery = deliver(self.ledger, self.sinks, self.clock(), limits(self.settings))
         for level, line in delivery.lines:
             log.log(level, "%s", line)
         return replace(
