@@ -185,6 +185,27 @@ def _url(env: Mapping[str, str], name: str) -> str | None:
     return url
 
 
+NOTIFY_TICK_MAX_S = 480.0  # so the sweep and its sends end within host.json's 10-minute timeout
+
+
+def _notify_seconds(env: Mapping[str, str]) -> tuple[float, float]:
+    """``NOTIFY_SEND_SECONDS`` and ``NOTIFY_TICK_SECONDS``: a tick must fit one whole send, and
+    end well inside the function timeout."""
+    send = _float(env, "NOTIFY_SEND_SECONDS", Settings.notify_send_seconds)
+    tick = _float(env, "NOTIFY_TICK_SECONDS", Settings.notify_tick_seconds)
+    assert send is not None and tick is not None  # they have defaults
+    if tick > NOTIFY_TICK_MAX_S:
+        raise ConfigurationError(
+            f"NOTIFY_TICK_SECONDS: at most {NOTIFY_TICK_MAX_S:.0f} (the function timeout is "
+            f"10 minutes), got {tick:g}"
+        )
+    if send > tick:
+        raise ConfigurationError(
+            f"NOTIFY_SEND_SECONDS: at most NOTIFY_TICK_SECONDS ({tick:g}), got {send:g}"
+        )
+    return send, tick
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service reads from app settings."""
@@ -244,6 +265,9 @@ class Settings:
     notify_webhook_url: str | None = None
     notify_webhook_secret: str | None = None
     notify_eventgrid_endpoint: str | None = None
+    notify_send_seconds: float = 30.0  # the most one send may take, all of it (not per read)
+    notify_tick_seconds: float = 120.0  # the most a tick spends sending; the rest waits, due
+    notify_concurrency: int = 8  # sends in flight at once
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -268,6 +292,7 @@ class Settings:
             raise ConfigurationError(
                 "NOTIFY_WEBHOOK_SECRET: set without NOTIFY_WEBHOOK_URL (nothing would be sent)"
             )
+        send_s, tick_s = _notify_seconds(env)
         runs_dir = env.get("LOCAL_RUNS_DIR", "").strip()
         models_dir = env.get("LOCAL_MODELS_DIR", "").strip()
         return cls(
@@ -317,6 +342,9 @@ class Settings:
             notify_webhook_url=webhook,
             notify_webhook_secret=secret,
             notify_eventgrid_endpoint=_url(env, "NOTIFY_EVENTGRID_ENDPOINT"),
+            notify_send_seconds=send_s,
+            notify_tick_seconds=tick_s,
+            notify_concurrency=_int(env, "NOTIFY_CONCURRENCY", cls.notify_concurrency),
         )
 
     def pipeline_settings(self, **overrides: object):  # -> pipeline_builder.PipelineSettings

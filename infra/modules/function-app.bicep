@@ -17,6 +17,9 @@
 //   SERVE_SMOKE_IMAGES=256            (test images replayed through a new deployment before it takes traffic)
 //   NOTIFY_WEBHOOK_URL=               (optional sink: set it, and its secret, as app settings or Key Vault references)
 //   NOTIFY_WEBHOOK_SECRET=            (optional: the webhook's HMAC secret; never in a template)
+//   NOTIFY_SEND_SECONDS=30
+//   NOTIFY_TICK_SECONDS=120           (below host.json's 10-minute functionTimeout)
+//   NOTIFY_CONCURRENCY=8
 // AzureWebJobsStorage and DataStorage are identity-based: their __serviceUri settings below.
 param name string
 param planName string

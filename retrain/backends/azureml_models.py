@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PermanentError
+from ..errors import PermanentError, TransientError
 from .azureml_client import get_client
 from .azureml_errors import translate
 from .base import CHAMPION_TAG, MODEL_OUTPUT, TRAIN_NODE, ModelVersion, NoModelError
@@ -74,22 +74,39 @@ class AzureMLModelRegistry:
         return f"azureml:{name}:{version}"
 
     def mark_champion(self, name: str, version: str) -> None:
+        """Untag every other tagged version (first: a failure between the two leaves no tag,
+        never two), tag this one, then list the tags back: anything but this one alone
+        (another host moving the tag meanwhile) is a TransientError, so the ledger is not told
+        the registry is in step, and the next tick tags it again."""
         with translate(f"tag model {name}:{version} as champion"):
             client = self.client
             new = _get_model(client, name, version)
             if new is None:
                 raise PermanentError(f"model {name}:{version} is not registered")
-            # Untag first: a failure between the two leaves no champion tag, never two; the next
-            # tick finishes the move.
-            for listed in client.models.list(name=name):
-                if str(listed.version) != version and CHAMPION_TAG in (listed.tags or {}):
-                    old = _get_model(client, name, str(listed.version))
-                    if old is not None and CHAMPION_TAG in (old.tags or {}):
-                        old.tags = {k: v for k, v in old.tags.items() if k != CHAMPION_TAG}
-                        client.models.create_or_update(old)
+            for other in _tagged(client, name) - {version}:
+                old = _get_model(client, name, other)
+                if old is not None and CHAMPION_TAG in (old.tags or {}):
+                    old.tags = {k: v for k, v in old.tags.items() if k != CHAMPION_TAG}
+                    client.models.create_or_update(old)
             if (new.tags or {}).get(CHAMPION_TAG) != "true":
                 new.tags = {**(new.tags or {}), CHAMPION_TAG: "true"}
                 client.models.create_or_update(new)
+            left = _tagged(client, name)
+        if left != {version}:
+            on = ", ".join(sorted(left)) or "no version"
+            raise TransientError(
+                f"model {name}: the champion tag is on {on} after tagging {version} "
+                "(another host moving it?); the next tick tags it again"
+            )
+
+
+def _tagged(client: MLClient, name: str) -> set[str]:
+    """The versions of ``name`` that carry the champion tag, as the registry lists them."""
+    return {
+        str(listed.version)
+        for listed in client.models.list(name=name)
+        if CHAMPION_TAG in (listed.tags or {})
+    }
 
 
 def _get_model(client: MLClient, name: str, version: str) -> Any:

@@ -7,7 +7,8 @@
 
 A version is written once, whole (copied under a staging name, then renamed: of two concurrent
 registrations exactly one wins and the other returns it), and never changes except its tags,
-as in Azure ML. The champion carries the tag ``champion: "true"``, and no other version does.
+as in Azure ML. The champion carries the tag ``champion: "true"``, and no other version does
+once a tick has moved it (``mark_champion`` reads the tags back to be sure).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..clock import iso, utcnow
-from ..errors import PermanentError
+from ..errors import PermanentError, TransientError
 from ..local.status import write_json_atomic
 from .base import CHAMPION_TAG, MODEL_OUTPUT, TRAIN_NODE, ModelVersion, NoModelError
 
@@ -74,13 +75,34 @@ class LocalModelRegistry:
         return str(self.models_dir / name / version)
 
     def mark_champion(self, name: str, version: str) -> None:
+        """Untag every other tagged version, tag this one, then read the tags back: anything
+        but this one alone (another host moving the tag meanwhile) is a TransientError, so the
+        ledger is not told the registry is in step, and the next tick tags it again."""
         if not (self.models_dir / name / version / MODEL_FILE).is_file():
             raise PermanentError(f"model {name}:{version} is not in the local registry")
-        for document in sorted((self.models_dir / name).glob(f"*/{MODEL_FILE}")):
-            other = document.parent.name
-            if other != version and CHAMPION_TAG in self._document(document).get("tags", {}):
-                self._set_tag(name, other, None)
+        for other in self._tagged(name) - {version}:
+            self._set_tag(name, other, None)
         self._set_tag(name, version, "true")
+        left = self._tagged(name)
+        if left != {version}:
+            on = ", ".join(sorted(left)) or "no version"
+            raise TransientError(
+                f"model {name}: the champion tag is on {on} after tagging {version} "
+                "(another host moving it?); the next tick tags it again"
+            )
+
+    def _tagged(self, name: str) -> set[str]:
+        """The versions whose model.json carries the champion tag. One that cannot be read
+        shows no tag to anyone, so it is passed over rather than stopping the move."""
+        found = set()
+        for document in (self.models_dir / name).glob(f"*/{MODEL_FILE}"):
+            try:
+                tags = self._document(document).get("tags")
+            except PermanentError:
+                continue
+            if isinstance(tags, dict) and CHAMPION_TAG in tags:
+                found.add(document.parent.name)
+        return found
 
     def _set_tag(self, name: str, version: str, value: str | None) -> None:
         path = self.models_dir / name / version / MODEL_FILE

@@ -117,35 +117,6 @@ def decide_batch(
     return Submit(complete)
 
 
-def settle_message(batch: Batch) -> str:
-    """The settle queue's message for ``batch``."""
-    return json.dumps({"source": batch.source})
-
-
-def parse_settle_message(text: str, landing_container: str) -> tuple[str, str]:
-    """(container, batch) from a settle queue message; InvalidRequestError if it is not one of
-    ours for the landing container."""
-    try:
-        source = json.loads(text)["source"]
-    except (ValueError, TypeError, KeyError, RecursionError):  # RecursionError: deep nesting
-        raise InvalidRequestError("message", 'expected {"source": "<container>/<batch>"}') from None
-    if isinstance(source, str) and not _encodable(source):
-        raise InvalidRequestError("source", "not a blob path (a lone surrogate)")
-    path = BlobPath.parse(f"{source}/x") if isinstance(source, str) else None
-    if path is None or path.container != landing_container:
-        raise InvalidRequestError("source", f"expected a batch in {landing_container!r}")
-    return path.container, path.batch
-
-
-def _encodable(text: str) -> bool:
-    """Whether ``text`` has a UTF-8 encoding (no lone surrogate), as every blob name has."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 # --- HTTP requests -------------------------------------------------------------------------------
 
 

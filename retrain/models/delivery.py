@@ -14,8 +14,9 @@ that finish together can therefore never both become champion: the second one's 
 it decides again against the new champion, and loses (``promotion``).
 
 The registry's ``champion`` tag follows the champion row after the transaction (tagging the
-champion untags every other version, so no failure leaves two); the row notes when it is done
-(``tagged``) or why it cannot be (``tag_error``).
+champion untags every other version first, so no failure leaves two, then reads the tags back);
+the row notes when it is done (``tagged``) or why it cannot be (``tag_error``), and a host that
+tagged a champion the row has since moved past marks the row out of step again (``sync``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..clock import parse_time, utcnow
-from ..errors import PermanentError
+from ..errors import PermanentError, RetrainError
 from ..ledger.records import RunRecord
 from ..ledger.runs import INVERT_MS, Change
 from ..storage import ETagMismatch, Table
@@ -90,18 +91,39 @@ class ModelBook:
             "skipped": len(found) - len(versions),  # damaged rows, each logged
         }
 
-    def mark_tagged(self, champion: Champion, error: str | None = None) -> None:
+    def mark_tagged(self, champion: Champion, error: str | None = None) -> bool:
         """Note that the registry's tag is on ``champion`` now, or (``error``) why it cannot
-        be put there, so no tick retries it; unless the row changed meanwhile (a newer
-        champion, whose own tagging untags every other version anyway)."""
+        be put there, so no tick retries it; False if the row changed meanwhile (a newer
+        champion, or another host noting the same)."""
         if error:
             done = replace(champion, tag_error=error)
         else:
             done = replace(champion, tagged=champion.version)
-        with suppress(ETagMismatch):
+        try:
             self.table.transact(
                 [Op("replace", self.champion_row, _champion_props(done), etag=champion.etag)]
             )
+        except ETagMismatch:
+            return False
+        return True
+
+    def untag_if_moved(self, champion: Champion) -> bool:
+        """After tagging ``champion`` in the registry while the row moved on to another
+        version: that version's tag may have been taken, so the row stops saying the registry
+        is in step, and the next tick tags it again. Whether the row had moved on."""
+        for _ in range(3):  # each lost race is another host's write: read again
+            current = self.champion()
+            if current is None or current.version == champion.version:
+                return False
+            if current.needs_tag:
+                return True
+            undone = replace(current, tagged=None)
+            with suppress(ETagMismatch):
+                self.table.transact(
+                    [Op("replace", self.champion_row, _champion_props(undone), etag=current.etag)]
+                )
+                return True
+        return True
 
 
 class Completion:
@@ -209,7 +231,12 @@ class ModelDesk:
     def sync(self) -> tuple[int, str] | None:
         """Move the registry's ``champion`` tag to the ledger's champion; the log line to write,
         if it did anything. Trouble that may pass raises (the next tick tries again); a
-        permanent refusal is noted on the champion row and not retried until the next one."""
+        permanent refusal is noted on the champion row and not retried until the next one.
+
+        Another host may promote and tag a newer champion while this one tags a stale one:
+        the registry reads the tags back (anything but this version alone raises), and a row
+        that moved on meanwhile is marked out of step again (``untag_if_moved``), so the ledger
+        never says "in step" while the tag is on another version, or on two."""
         champion = self.book.champion()
         if champion is None or not champion.needs_tag:
             return None
@@ -219,8 +246,13 @@ class ModelDesk:
         except PermanentError as exc:
             self.book.mark_tagged(champion, error=str(exc)[:300])
             return logging.ERROR, f"models: cannot tag {named} as champion ({exc}); not retried"
-        self.book.mark_tagged(champion)
-        return logging.INFO, f"models: {named} is tagged champion in the registry"
+        except Exception:
+            with suppress(RetrainError):  # the error that stopped the tagging is the one told
+                self.book.untag_if_moved(champion)
+            raise
+        if self.book.mark_tagged(champion) or not self.book.untag_if_moved(champion):
+            return logging.INFO, f"models: {named} is tagged champion in the registry"
+        return logging.INFO, f"models: the champion moved on while {named} was tagged; next tick"
 
 
 def model_tags(record: RunRecord, metrics: Mapping[str, Any] | None) -> dict[str, str]:

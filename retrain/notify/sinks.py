@@ -3,7 +3,9 @@
 A sink sends one event and either returns (delivered) or raises ``TransientError`` (the outbox
 retries later) or a ``PermanentError``. Each makes a few quick connection retries of its own
 (azure-core's ``RetryPolicy``); retrying an answered 5xx or 429 is left to the outbox, so a
-receiver's ``Retry-After`` can never stall the sweep. Receivers dedupe on the event ``id``.
+receiver's ``Retry-After`` can never stall the sweep. A send, its retries included, ends by its
+total ``deadline`` (``NOTIFY_SEND_SECONDS``; ``deadline.py``), however slowly a receiver answers.
+Receivers dedupe on the event ``id``.
 SDKs are imported when a sink is built or first sends, never when this module is imported.
 """
 
@@ -14,7 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, TransientError
 from .errors import for_exception, for_status
 from .events import CONTENT_TYPE, body
 from .signing import HEADER, signature
@@ -28,7 +30,8 @@ if TYPE_CHECKING:
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 USER_AGENT = "fashion-retrain-notify"
-TIMEOUT_S = 10.0
+TIMEOUT_S = 10.0  # each connect and each read
+DEADLINE_S = 30.0  # the whole send
 # azure-core options per request: two quick retries of a connection that failed (the request
 # never arrived, so a POST is safe to repeat), none of a timed-out read or of an answered status.
 RETRIES: dict[str, Any] = {
@@ -50,8 +53,23 @@ class Sink(Protocol):
     def send(self, event: Mapping[str, Any]) -> None: ...
 
 
-def _options(timeout: float) -> dict[str, Any]:
-    return {**RETRIES, "connection_timeout": timeout, "read_timeout": timeout}
+def _options(timeout: float, deadline: float) -> dict[str, Any]:
+    """Per-request options; ``timeout`` (RetryPolicy's) caps every connect by the time left."""
+    timeout = min(timeout, deadline)
+    return {**RETRIES, "connection_timeout": timeout, "read_timeout": timeout, "timeout": deadline}
+
+
+def _transport() -> Any:  # -> RequestsTransport
+    """azure-core's requests transport on a session whose sends obey their ``Deadline``."""
+    from azure.core.pipeline.transport import RequestsTransport
+
+    from .deadline import session
+
+    return RequestsTransport(session=session())
+
+
+def _late(sink: str, deadline: float) -> TransientError:
+    return TransientError(f"{sink} did not answer within {deadline:g} s; will retry")
 
 
 def _checked_url(url: str, setting: str, *, loopback_http: bool) -> str:
@@ -76,7 +94,9 @@ class WebhookSink:
     name = "webhook"
     what = "the webhook"
 
-    def __init__(self, url: str, secret: str, timeout: float = TIMEOUT_S) -> None:
+    def __init__(
+        self, url: str, secret: str, timeout: float = TIMEOUT_S, deadline: float = DEADLINE_S
+    ) -> None:
         from azure.core import PipelineClient
         from azure.core.pipeline.policies import RetryPolicy, UserAgentPolicy
 
@@ -84,15 +104,20 @@ class WebhookSink:
             raise ConfigurationError("NOTIFY_WEBHOOK_SECRET: required to sign webhook bodies")
         self._url = _checked_url(url, "NOTIFY_WEBHOOK_URL", loopback_http=True)
         self._secret = secret
-        self._options = _options(timeout)
+        self._deadline = deadline
+        self._options = _options(timeout, deadline)
         # No RedirectPolicy: a redirect is not followed (the body is signed for this receiver).
         self._client: PipelineClient = PipelineClient(
-            base_url=url, policies=[UserAgentPolicy(USER_AGENT), RetryPolicy()]
+            base_url=url,
+            policies=[UserAgentPolicy(USER_AGENT), RetryPolicy()],
+            transport=_transport(),
         )
 
     def send(self, event: Mapping[str, Any]) -> None:
         from azure.core.exceptions import AzureError
         from azure.core.rest import HttpRequest
+
+        from .deadline import Deadline
 
         payload = body(event)
         request = HttpRequest(
@@ -101,10 +126,13 @@ class WebhookSink:
             content=payload,
             headers={"Content-Type": CONTENT_TYPE, HEADER: signature(payload, self._secret)},
         )
-        try:
-            response = self._client.send_request(request, **self._options)
-        except AzureError as exc:
-            raise for_exception(self.what, exc) from None  # the cause's text has the URL
+        with Deadline(self._deadline) as deadline:
+            try:
+                response = self._client.send_request(request, **self._options)
+            except AzureError as exc:
+                if deadline.expired:
+                    raise _late(self.what, self._deadline) from None
+                raise for_exception(self.what, exc) from None  # the cause's text has the URL
         if not 200 <= response.status_code < 300:
             raise for_status(self.what, response.status_code)
 
@@ -130,11 +158,13 @@ class EventGridSink:
         *,
         client_id: str | None = None,
         timeout: float = TIMEOUT_S,
+        deadline: float = DEADLINE_S,
     ) -> None:
         self._endpoint = _checked_url(endpoint, "NOTIFY_EVENTGRID_ENDPOINT", loopback_http=False)
         self._credential = credential
         self._client_id = client_id
-        self._options = _options(timeout)
+        self._deadline = deadline
+        self._options = _options(timeout, deadline)
         self._client_instance: EventGridPublisherClient | None = None
         self._lock = threading.Lock()
 
@@ -149,18 +179,25 @@ class EventGridSink:
                     self._credential = DefaultAzureCredential(
                         managed_identity_client_id=self._client_id
                     )
-                self._client_instance = EventGridPublisherClient(self._endpoint, self._credential)
+                self._client_instance = EventGridPublisherClient(
+                    self._endpoint, self._credential, transport=_transport()
+                )
             return self._client_instance
 
     def send(self, event: Mapping[str, Any]) -> None:
         from azure.core.exceptions import AzureError
 
+        from .deadline import Deadline
+
         client = self._client()
-        try:
-            # A dict with the CloudEvents attributes is sent as it is, in a batch of one.
-            client.send([dict(event)], **self._options)
-        except AzureError as exc:
-            raise for_exception(self.what, exc) from None
+        with Deadline(self._deadline) as deadline:
+            try:
+                # A dict with the CloudEvents attributes is sent as it is, in a batch of one.
+                client.send([dict(event)], **self._options)
+            except AzureError as exc:
+                if deadline.expired:
+                    raise _late(self.what, self._deadline) from None
+                raise for_exception(self.what, exc) from None
 
     def close(self) -> None:
         if self._client_instance is not None:
@@ -176,9 +213,19 @@ def sinks_from_settings(settings: Settings) -> list[Sink]:
                 "NOTIFY_WEBHOOK_SECRET: required when NOTIFY_WEBHOOK_URL is set "
                 "(the webhook body is signed with it)"
             )
-        sinks.append(WebhookSink(settings.notify_webhook_url, settings.notify_webhook_secret))
+        sinks.append(
+            WebhookSink(
+                settings.notify_webhook_url,
+                settings.notify_webhook_secret,
+                deadline=settings.notify_send_seconds,
+            )
+        )
     if settings.notify_eventgrid_endpoint:
         sinks.append(
-            EventGridSink(settings.notify_eventgrid_endpoint, client_id=settings.client_id)
+            EventGridSink(
+                settings.notify_eventgrid_endpoint,
+                client_id=settings.client_id,
+                deadline=settings.notify_send_seconds,
+            )
         )
     return sinks

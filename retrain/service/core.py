@@ -6,7 +6,8 @@ job name -> record Submitted.
 
 - A batch that changed less than ``BATCH_SETTLE_SECONDS`` ago is re-checked later through the
   settle queue (a message with a visibility delay), so a file-by-file re-upload runs once, on
-  its final content.
+  its final content; a table outage on the way defers the look through the same queue
+  (``settling``).
 - An invalid batch is recorded as Rejected, naming the file; nothing is submitted or raised.
 - Any failure after the claim releases it before it propagates (TransientError: the host
   retries), so the retry, or the next sweep tick at the latest, takes it at once and submits
@@ -20,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,23 +32,22 @@ from ..errors import InvalidBatchError, InvalidRequestError, NotFoundError
 from ..landing.batches import FILE_NAMES, Batch
 from ..landing.decisions import (
     BatchData,
-    Ignore,
     RetrainRequest,
     Settle,
     Wait,
     decide_batch,
     http_run_id,
-    locate,
-    parse_settle_message,
-    settle_message,
 )
 from ..ledger.records import RunRecord
 from ..ledger.runs import DamagedRun, Ledger
 from ..models.delivery import ModelBook, ModelDesk
-from ..notify.outbox import announcer, deliver, sink_names
+from ..notify.outbox import announcer, deliver, limits, sink_names
 from ..settings import Settings
 from ..storage import BlobStore, MessageQueue
 from .admission import admit_queued, queue_positions
+from .outcome import Outcome
+from ..serving.rollout import advance_rollouts, rollout_state
+from .settling import Settling
 from .submission import Launcher
 from .sweep import SweepSummary, sweep
 
@@ -84,19 +84,6 @@ class IdempotencyConflictError(InvalidRequestError):
     http_status = 422
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What one blob event led to (logged by the trigger)."""
-
-    # ignored | waiting | settling | rejected | submitted | duplicate | in_progress | failed
-    action: str
-    reason: str
-    run_id: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.action}: {self.reason}" + (f" (run {self.run_id})" if self.run_id else "")
-
-
 class RetrainService:
     """Blob events, webhook calls and the sweep, over one store, ledger and backend."""
 
@@ -120,6 +107,7 @@ class RetrainService:
         self.clock = clock
         self._backend = backend
         self._lock = threading.Lock()
+        self.settling = Settling(self)
 
     @property
     def backend(self) -> Backend:
@@ -144,49 +132,11 @@ class RetrainService:
 
     def handle_blob(self, blob_path: str) -> Outcome:
         """One blob event (``container/batch/file``): ignore, wait, settle, reject or submit."""
-        located = locate(blob_path, self.settings.landing_container)
-        if isinstance(located, Ignore):
-            return Outcome("ignored", located.reason)
-        return self._consider(located.container, located.batch)
+        return self.settling.blob(blob_path)
 
     def handle_settle(self, message: str) -> Outcome:
         """A settle queue message: the delayed re-check of a batch that was still changing."""
-        container, batch = parse_settle_message(message, self.settings.landing_container)
-        return self._consider(container, batch)
-
-    def _consider(self, container: str, name: str) -> Outcome:
-        listing = self.store.list(container, f"{name}/")
-        decision = decide_batch(
-            container, name, listing, now=self.clock(), settle_s=self.settings.settle_seconds
-        )
-        if isinstance(decision, Wait):
-            return Outcome("waiting", f"{decision.source}: missing {', '.join(decision.missing)}")
-        batch = decision.batch
-        existing = self.ledger.get(batch.key)
-        if existing is not None:
-            return self._outcome(*self.launcher.launch(existing, stored=True))
-        if isinstance(decision, Settle):
-            self.settle_queue.send(settle_message(batch), decision.delay_s)
-            reason = f"{batch.source}: changed {decision.age_s:.0f} s ago; re-checking in "
-            return Outcome("settling", f"{reason}{decision.delay_s} s", batch.key)
-        record = self._new_record(batch.key, batch, "blob")
-        rejected = self._reject_if_invalid(record, batch)
-        if rejected is not None:
-            return Outcome("rejected", rejected.reason or "invalid batch", batch.key)
-        return self._outcome(*self.launcher.launch(record, stored=False))
-
-    def _outcome(self, record: RunRecord, acted: bool) -> Outcome:
-        where = f"{record.source} -> {record.job_name}"
-        if record.status is RunStatus.FAILED and record.submitted_at is None:
-            return Outcome("failed", record.reason or "submission refused", record.run_id)
-        if record.status is RunStatus.QUEUED:  # MAX_ACTIVE_RUNS are running: it starts in turn
-            return Outcome("queued", f"{where}: waiting for a free slot", record.run_id)
-        if acted:
-            return Outcome("submitted", where, record.run_id)
-        if record.submitted_at is None and not record.terminal:
-            reason = f"{where}: another invocation is submitting it"
-            return Outcome("in_progress", reason, record.run_id)
-        return Outcome("duplicate", f"{where}: already {record.status.value}", record.run_id)
+        return self.settling.message(message)
 
     # --- webhook -------------------------------------------------------------------------------
 
@@ -257,7 +207,10 @@ class RetrainService:
 
     def list_models(self, limit: int) -> dict[str, Any]:
         """The registered versions of ``MODEL_NAME``, newest first, and the champion."""
-        return self.book.listing(limit)
+        listing = self.book.listing(limit)
+        if self.settings.serve_endpoint:  # where the champion is served, and its rollout
+            listing["rollout"] = rollout_state(self.ledger.table, self.settings.serve_endpoint)
+        return listing
 
     # --- timer -----------------------------------------------------------------------------------
 
@@ -277,11 +230,14 @@ class RetrainService:
         return self.follow_up(summary)
 
     def follow_up(self, summary: SweepSummary) -> SweepSummary:
-        """After runs were recorded: the registry's champion tag, then the due announcements."""
+        """After runs were recorded: the registry's champion tag, the champion's rollout onto
+        SERVE_ENDPOINT (its events go out this tick), then the due announcements."""
         summary = self._sync_champion_tag(summary)
+        rolled = advance_rollouts(self)
+        summary = replace(summary, deployed=rolled.deployed, deploy_failed=rolled.failed)
         if not sink_names(self.settings):
             return summary
-        delivery = deliver(self.ledger, self.sinks, self.clock())
+        delivery = deliver(self.ledger, self.sinks, self.clock(), limits(self.settings))
         for level, line in delivery.lines:
             log.log(level, "%s", line)
         return replace(
@@ -289,6 +245,7 @@ class RetrainService:
             notified=delivery.sent,
             notify_retrying=delivery.retrying,
             notify_dead=delivery.dead,
+            notify_deferred=delivery.deferred,
         )
 
     def _sync_champion_tag(self, summary: SweepSummary) -> SweepSummary:

@@ -63,13 +63,17 @@ class SweepSummary:
     notified: int = 0  # announcements delivered
     notify_retrying: int = 0  # announcements whose sink failed: kept for a later try
     notify_dead: int = 0  # announcements dead-lettered (refused for good, unsendable, too old)
+    notify_deferred: int = 0  # due announcements not started before NOTIFY_TICK_SECONDS: next tick
+    deployed: int = 0  # rollouts onto SERVE_ENDPOINT that moved all traffic to a new champion
+    deploy_failed: int = 0  # rollouts that failed (the traffic stayed where it was)
 
     @property
     def eventful(self) -> bool:
         """Whether the tick changed anything or hit an error (worth an info-level log line)."""
         return any((self.updated, self.completed, self.failed, self.canceled, self.promoted,
                     self.resubmitted, self.admitted, self.damaged, self.errors, self.carried,
-                    self.notified, self.notify_retrying, self.notify_dead))  # fmt: skip
+                    self.notified, self.notify_retrying, self.notify_dead,
+                    self.notify_deferred, self.deployed, self.deploy_failed))  # fmt: skip
 
     def __str__(self) -> str:
         shown = {k: v for k, v in self.__dict__.items() if v or k == "active"}

@@ -356,7 +356,11 @@ def advance_rollouts(service: Any) -> Tick:
     rollouts = Rollouts(
         settings, service.ledger, service.store, service.book, OnlineEndpoints(settings)
     )
-    tick = rollouts.tick()
+    tick = Tick()
+    try:
+        rollouts.tick(tick)
+    except Exception as exc:  # the runs table or the workspace unreachable: the next tick
+        tick.lines.append(f"rollout onto {settings.serve_endpoint}: {type(exc).__name__}: {exc}")
     for line in tick.lines:
         log.info("sweep: %s", line)
     return tick

@@ -1,8 +1,10 @@
 """A loopback HTTP(S) receiver for notification tests: records every POST, checks the webhook
-signature, and answers what the test tells it to (a receiver that is down answers 503)."""
+signature, and answers what the test tells it to (a receiver that is down answers 503); and
+receivers that hold a send (trickling, silent, never accepting)."""
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
 import time
@@ -82,3 +84,80 @@ class Receiver:
         finally:
             server.shutdown()
             server.server_close()
+
+
+TRICKLED = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+
+@dataclass
+class Stalling:
+    """A loopback receiver that holds every send: ``trickle`` answers 200 one byte every
+    ``every`` seconds, ``silent`` reads the request and never answers, ``closed`` never accepts
+    a connection (its backlog is full, so a connect waits). Each connection ends when the client
+    leaves, or after ``bound_s`` at the most; ``most_at_once`` counts sends held together."""
+
+    mode: str
+    every: float = 0.25
+    bound_s: float = 20.0
+    url: str = ""
+    requests: int = 0
+    most_at_once: int = 0
+    _open: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def serve(self) -> Iterator[Stalling]:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0 if self.mode == "closed" else 16)
+        self.url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        stop = threading.Event()
+        held: list[socket.socket] = []
+        if self.mode == "closed":  # one connection fills the backlog: later SYNs are dropped
+            held.append(socket.create_connection(listener.getsockname()))
+        else:
+            listener.settimeout(0.05)
+            threading.Thread(target=self._accept, args=(listener, stop), daemon=True).start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            for sock in held:
+                sock.close()
+            listener.close()
+
+    def _accept(self, listener: socket.socket, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._hold, args=(conn, stop), daemon=True).start()
+
+    def _hold(self, conn: socket.socket, stop: threading.Event) -> None:
+        until = time.monotonic() + self.bound_s
+        with self._lock:
+            self.requests += 1
+            self._open += 1
+            self.most_at_once = max(self.most_at_once, self._open)
+        conn.settimeout(0.05)
+        try:
+            sent = 0
+            while not stop.is_set() and time.monotonic() < until:
+                try:
+                    if not conn.recv(65536):
+                        return  # the client left
+                except TimeoutError:
+                    pass
+                if self.mode == "trickle" and sent < len(TRICKLED):
+                    conn.sendall(TRICKLED[sent : sent + 1])
+                    sent += 1
+                    time.sleep(self.every)
+        except OSError:  # the client shut the connection
+            return
+        finally:
+            with self._lock:
+                self._open -= 1
+            conn.close()

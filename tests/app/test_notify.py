@@ -322,3 +322,32 @@ def test_a_topic_that_is_down_is_transient(ca, monkeypatch: pytest.MonkeyPatch):
 def test_an_eventgrid_endpoint_must_be_https():
     with pytest.raises(ConfigurationError, match="NOTIFY_EVENTGRID_ENDPOINT"):
         EventGridSink("http://127.0.0.1:9/api/events", StaticCredential())
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [({"NOTIFY_TICK_SECONDS": "600"}, "NOTIFY_TICK_SECONDS: at most 480"),
+     ({"NOTIFY_SEND_SECONDS": "60", "NOTIFY_TICK_SECONDS": "30"}, "NOTIFY_SEND_SECONDS: at most"),
+     ({"NOTIFY_SEND_SECONDS": "0"}, "NOTIFY_SEND_SECONDS: must be positive"),
+     ({"NOTIFY_CONCURRENCY": "0"}, "NOTIFY_CONCURRENCY: must be at least 1")],
+)  # fmt: skip
+def test_delivery_limits_that_cannot_fit_a_tick_are_refused_at_startup(env, named):
+    with pytest.raises(ConfigurationError, match=named):
+        Settings.from_env(env)
+
+
+def test_a_sink_built_from_settings_keeps_to_the_send_deadline():
+    """A receiver that never answers, behind a socket timeout of 10 s: the send still ends at
+    NOTIFY_SEND_SECONDS."""
+    from receivers import Stalling
+
+    with Stalling("silent").serve() as receiver:
+        settings = Settings.from_env(
+            {"NOTIFY_WEBHOOK_URL": f"{receiver.url}/hook", "NOTIFY_WEBHOOK_SECRET": SECRET,
+             "NOTIFY_SEND_SECONDS": "0.5"}
+        )  # fmt: skip
+        [sink] = sinks_from_settings(settings)
+        with pytest.raises(TransientError, match=r"did not answer within 0\.5 s") as raised:
+            sink.send(an_event())
+    assert_clean(raised.value)
+    assert receiver.requests == 1  # a read that timed out is not sent again

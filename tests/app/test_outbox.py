@@ -18,7 +18,7 @@ from apphelpers import (
     submitted_runs,
     upload,
 )
-from receivers import Receiver
+from receivers import Receiver, Stalling
 
 from retrain.backends.base import JobState, RunStatus
 from retrain.clock import iso
@@ -241,3 +241,60 @@ def test_a_send_killed_midway_does_not_leave_its_row_first_in_line(notifying, st
     [row] = notifying.ledger.outbox()
     assert row.props["next_at"] > iso(notifying.clock())  # moved back before the send
     assert notifying.ledger.outbox(due_by=iso(notifying.clock())) == []
+
+
+def _hooked(settings, store, backend, clock, url: str, **limits: Any) -> RetrainService:
+    """The service with the real webhook sink posting to ``url``, under ``limits``."""
+    configured = replace(
+        settings, notify_webhook_url=f"{url}/hook", notify_webhook_secret=SECRET, **limits
+    )
+    svc = RetrainService(configured, store=store, backend=backend, clock=clock)
+    service_module.set_service(svc)
+    return svc
+
+
+@pytest.mark.parametrize("mode", ["trickle", "silent", "closed"])
+def test_a_receiver_that_holds_a_send_holds_it_no_longer_than_its_deadline(
+    settings, store, backend, clock, mode
+):
+    """A trickle of one byte at a time (each read within the socket timeout), a receiver that
+    never answers, one that never accepts: each send ends at its own total deadline."""
+    with Stalling(mode).serve() as receiver:
+        svc = _hooked(settings, store, backend, clock, receiver.url, notify_send_seconds=1.0)
+        try:
+            [run] = submitted_runs(svc, store, 1)
+            backend.states[run.job_name] = JobState(RunStatus.CANCELED, "Canceled")
+            summary = svc.sweep()
+        finally:
+            service_module.set_service(None)
+    assert summary.notified == 0 and summary.notify_retrying == 1 and summary.notify_dead == 0
+    [row] = svc.ledger.outbox()
+    assert row.props["attempts"] == 1
+    assert "the webhook did not answer within 1 s" in row.props["error"]
+
+
+def test_due_rows_go_out_together_and_those_past_the_tick_deadline_stay_due(
+    settings, store, backend, clock, caplog
+):
+    """Two sends at a time, each held to its 2 s by a receiver that never answers, in a tick of
+    3 s: one round fits, the other rows are not started and stay due, first in line."""
+    with Stalling("silent").serve() as receiver:
+        svc = _hooked(
+            settings, store, backend, clock, receiver.url,
+            notify_send_seconds=2.0, notify_tick_seconds=3.0, notify_concurrency=2,
+        )  # fmt: skip
+        try:
+            runs = submitted_runs(svc, store, 5)
+            for run in runs:
+                backend.states[run.job_name] = JobState(RunStatus.CANCELED, "Canceled")
+            with caplog.at_level("WARNING"):
+                summary = svc.sweep()
+        finally:
+            service_module.set_service(None)
+    assert receiver.most_at_once == 2  # sent concurrently, never more than the pool
+    assert summary.notified == 0 and summary.notify_retrying == 2
+    now = iso(clock.now)
+    still_due = svc.ledger.outbox(due_by=now)
+    assert len(still_due) == 3 and all(row.props["attempts"] == 0 for row in still_due)
+    assert len(svc.ledger.outbox()) == 5  # nothing lost
+    assert "notify: 3 due events left for the next tick" in caplog.text

@@ -315,3 +315,68 @@ def test_a_version_another_host_registered_meanwhile_is_taken_as_it_is(
     assert svc.sweep().promoted == 1
     done = svc.get_run(run.run_id)
     assert done.model and done.model["version"] == run.run_id
+
+
+def champion_tagged(fake: FakeAzureML, *versions: str) -> list[str]:
+    found = {v: fake.model(MODEL, v) for v in versions}
+    return [v for v, m in found.items() if m and m["properties"]["tags"].get("champion") == "true"]
+
+
+@pytest.mark.parametrize("when", ["before", "tagging"])
+def test_two_hosts_overlapping_ticks_leave_one_champion_tag_in_step_with_the_ledger(
+    azureml_app, use_fake, tmp_path, monkeypatch, when
+):
+    """v1 is champion, untagged (the registry was down). Host A starts moving the tag to v1;
+    meanwhile host B completes v2, which beats it, and tags v2 (before A's first write, or
+    between A's untagging and its tag). The ledger never says "in step" with the tag on v1 or
+    on two, and the next tick leaves exactly v2 tagged."""
+    from azure.ai.ml.operations import ModelOperations
+
+    from retrain.backends.azureml_models import AzureMLModelRegistry
+    from retrain.errors import TransientError
+
+    host_b = azureml_app
+    v1, v2 = land(host_b, tmp_path, "batch-1"), land(host_b, tmp_path, "batch-2")
+    finish(use_fake, v1, {"accuracy": 0.9})
+    real_mark, real_put = AzureMLModelRegistry.mark_champion, ModelOperations.create_or_update
+
+    def down(*_: Any) -> None:
+        raise TransientError("the registry answered 503")
+
+    monkeypatch.setattr(AzureMLModelRegistry, "mark_champion", down)
+    host_b.sweep()
+    monkeypatch.setattr(AzureMLModelRegistry, "mark_champion", real_mark)
+    assert host_b.list_models(20)["champion"]["registry_synced"] is False
+    ran: list[bool] = []
+
+    def b_tick() -> None:
+        if not ran:
+            ran.append(True)
+            scored = {"accuracy": 0.95, "champion": {"version": v1.run_id, "accuracy": 0.9}}
+            finish(use_fake, v2, scored)
+            assert host_b.sweep().promoted == 1
+
+    def mark_after_b(self: Any, name: str, version: str) -> None:
+        if when == "before":
+            b_tick()
+        real_mark(self, name, version)
+
+    def put_after_b(self: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
+        if when == "tagging" and model.version == v1.run_id and "champion" in (model.tags or {}):
+            b_tick()
+        return real_put(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(AzureMLModelRegistry, "mark_champion", mark_after_b)
+    monkeypatch.setattr(ModelOperations, "create_or_update", put_after_b)
+    host_a = RetrainService(host_b.settings, store=host_b.store)
+    host_a.sweep()  # A read the champion row (v1) before B's tick
+    assert ran
+
+    champion = host_a.list_models(20)["champion"]
+    on = champion_tagged(use_fake, v1.run_id, v2.run_id)
+    assert champion["version"] == v2.run_id
+    assert on == [v2.run_id] or champion["registry_synced"] is False, (on, champion)
+
+    host_b.sweep()  # the next tick, on either host
+    assert host_a.list_models(20)["champion"]["registry_synced"] is True
+    assert champion_tagged(use_fake, v1.run_id, v2.run_id) == [v2.run_id]

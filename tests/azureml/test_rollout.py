@@ -298,3 +298,13 @@ def test_a_deployment_that_never_provisions_fails_after_an_hour(world: World) ->
     assert world.state()["reason"].startswith("deploying: no progress for 60 minutes")
     assert world.fake.traffic(EP) == {v("r1"): 100}
     assert list(world.fake.deployments(EP)) == [v("r1")]
+
+
+def test_the_timer_advances_the_rollout_and_the_models_listing_shows_it(world: World) -> None:
+    world.run("r1", seed=1)
+    summary = world.service.sweep()  # what sweep_runs calls each tick
+    assert summary.deployed == 1 and summary.eventful
+    assert world.fake.traffic(EP) == {v("r1"): 100}
+    rollout = world.service.list_models(5)["rollout"]
+    assert (rollout["endpoint"], rollout["version"], rollout["step"]) == (EP, "r1", "done")
+    assert world.service.sweep().deployed == 0  # nothing more to do
