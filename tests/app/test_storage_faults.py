@@ -239,6 +239,8 @@ def test_a_queued_run_survives_any_single_storage_fault(fresh, store, when):
                 break
             except Exception:
                 continue
+        # A table fault before the record exists defers the look through the settle queue.
+        settle_messages(svc, until=lambda s=svc: len(s.ledger.recent(10)) == 2, timeout=10)
         waiting = queued(svc, backend)
         [done] = [r for r in svc.ledger.recent(10) if r.source.endswith("q1")]
         backend.states[done.job_name] = JobState(RunStatus.COMPLETED, "Completed")
