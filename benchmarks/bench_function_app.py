@@ -210,6 +210,7 @@ def main() -> int:
             "DataStorage": storage.connection_string,
             "LOCAL_RUNS_DIR": tmp,
             "BATCH_SETTLE_SECONDS": "0",
+            "MAX_ACTIVE_RUNS": "0",  # every batch submitted at once (bench_lifecycle.py: the cap)
         }
         service = RetrainService(Settings.from_env(env), backend=FakeBackend())
         set_service(service)

@@ -42,11 +42,11 @@ from ..ledger.records import RunRecord
 from ..ledger.runs import DamagedRun, Ledger
 from ..models.delivery import ModelBook, ModelDesk
 from ..notify.outbox import announcer, deliver, limits, sink_names
+from ..serving.rollout import advance_rollouts, rollout_state
 from ..settings import Settings
 from ..storage import BlobStore, MessageQueue
 from .admission import admit_queued, queue_positions
 from .outcome import Outcome
-from ..serving.rollout import advance_rollouts, rollout_state
 from .settling import Settling
 from .submission import Launcher
 from .sweep import SweepSummary, sweep
