@@ -64,7 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         poll_seconds=args.poll,
         limits=Limits(settings.serve_max_images),
     )
-    print(serving.banner(), file=sys.stderr, flush=True)
+    print(f"{serving.banner()}; Ctrl-C stops", file=sys.stderr, flush=True)
     serving.serve_until_signal()
     return 0
 

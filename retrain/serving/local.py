@@ -78,7 +78,7 @@ class LocalServing:
     def banner(self) -> str:
         return (
             f"serving {self.slot.model.label} on {self.url} (POST /score, GET /healthz, GET /); "
-            f"following the champion in {self.models_dir}; Ctrl-C stops"
+            f"following the champion in {self.models_dir}"
         )
 
     # --- in the background (tests, benchmark, the demo's sample) --------------------------------

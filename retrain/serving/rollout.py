@@ -360,7 +360,8 @@ def advance_rollouts(service: Any) -> Tick:
     try:
         rollouts.tick(tick)
     except Exception as exc:  # the runs table or the workspace unreachable: the next tick
-        tick.lines.append(f"rollout onto {settings.serve_endpoint}: {type(exc).__name__}: {exc}")
+        name = type(exc).__name__
+        log.warning("sweep: rollout onto %s: %s: %s", settings.serve_endpoint, name, exc)
     for line in tick.lines:
         log.info("sweep: %s", line)
     return tick

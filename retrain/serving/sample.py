@@ -55,7 +55,7 @@ def serve_and_score(
     images, labels = run_test_images(run_dir)
     picked = images[:count]
     with LocalServing(models_dir, model_name, port=0) as serving:
-        say(f"{serving.banner().split('; Ctrl-C')[0]}")
+        say(serving.banner())
         started = time.perf_counter()
         document = post_images(f"{serving.url}/score", picked)
         elapsed = time.perf_counter() - started

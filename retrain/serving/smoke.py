@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from components.prepare_data.prepare_data import IdxError, parse_header
+
 from ..errors import PermanentError
 
 if TYPE_CHECKING:
@@ -82,20 +84,21 @@ def run_test_images(
             path = Path(tmp) / file
             store.download(settings.datasets_container, prefix + file, path)
             data = path.read_bytes()
-            arrays.append(read_idx(gzip.decompress(data) if file.endswith(".gz") else data))
+            arrays.append(read_idx(base, gzip.decompress(data) if file.endswith(".gz") else data))
     images, labels = arrays
     if images.ndim != 3 or images.shape[1:] != (28, 28) or len(labels) != len(images):
         raise PermanentError(f"{prefix}: test images {images.shape}, labels {labels.shape}")
     return images[:count], labels[:count].astype(np.int64)
 
 
-def read_idx(data: bytes) -> np.ndarray:
-    """An IDX file of unsigned bytes (magic 0x0000080N, N dimensions) as an array."""
-    if len(data) < 4 or data[:3] != b"\x00\x00\x08":
-        raise PermanentError("not an IDX file of unsigned bytes")
-    dims = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims)
-    if body.size != math.prod(shape):
-        raise PermanentError(f"IDX file of {body.size} values, its header says {shape}")
-    return body.reshape(shape)
+def read_idx(name: str, data: bytes) -> np.ndarray:
+    """The uncompressed IDX file ``name`` as an array, its header checked as prepare_data
+    checks it (the kind, images or labels, from the name)."""
+    try:
+        header = parse_header(name, data)
+    except IdxError as exc:
+        raise PermanentError(str(exc)) from None
+    body = np.frombuffer(data, dtype=np.uint8, offset=header.header_size)
+    if body.size != header.payload_size:
+        raise PermanentError(f"{name}: {body.size} values, its header says {header.payload_size}")
+    return body.reshape(header.shape)

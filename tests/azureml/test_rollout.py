@@ -46,8 +46,10 @@ class World:
             self.service.store.put(settings.datasets_container, blob, (batch / file).read_bytes())
         folder = build_model(self.root / f"model-{version}", seed=seed)
         self.fake.serve_model(NAME, version, folder)
-        images = read_idx(gzip.decompress((batch / "t10k-images-idx3-ubyte.gz").read_bytes()))
-        labels = read_idx(gzip.decompress((batch / "t10k-labels-idx1-ubyte.gz").read_bytes()))
+        images, labels = (
+            read_idx(name, gzip.decompress((batch / f"{name}.gz").read_bytes()))
+            for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+        )
         answer = load_model(folder, NAME, version).answer(images)
         actual = float(np.mean([p["label"] for p in answer["predictions"]] == labels))
         self.accuracy[version] = actual
